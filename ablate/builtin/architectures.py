@@ -1,0 +1,45 @@
+"""Built-in architectures: the study's VGG family.
+
+``factory(*, norm, shortcut, num_classes, in_channels, **options) -> nn.Module``,
+where ``norm`` and ``shortcut`` are component names.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from torch import nn
+
+from ablate.hookspecs import Register, hookimpl
+from ablate.models.vgg import VGG
+from ablate.plugins import registry
+
+
+def vgg(*, norm: str = "none", shortcut: str = "none", num_classes: int = 100, in_channels: int = 3,
+        blocks_per_stage: int | None = None, depth: int | None = None, stages: int = 3,
+        width: int | list[int] = 32, negative_slope: float = 0.01) -> nn.Module:
+    """VGG of 2 + stages * (2 * blocks_per_stage + 2) weight layers (give blocks_per_stage or depth)."""
+    blocks = _blocks_for(depth, stages) if blocks_per_stage is None else blocks_per_stage
+    return VGG(
+        registry("norms").factory(norm),
+        registry("shortcuts").factory(shortcut),
+        blocks_per_stage=blocks, stages=stages, width=width, num_classes=num_classes,
+        in_channels=in_channels, negative_slope=negative_slope,
+    )
+
+
+def _blocks_for(depth: int | None, stages: int) -> int:
+    if depth is None:
+        return 5
+    blocks, rest = divmod(depth - 2 - 2 * stages, 2 * stages)
+    if rest or blocks < 0:
+        valid = ", ".join(str(2 + stages * (2 * b + 2)) for b in range(5))
+        raise ValueError(f"depth {depth} is not reachable with {stages} stages; valid: {valid}, ...")
+    return blocks
+
+
+@hookimpl
+def register_architectures(register: Register) -> None:
+    register("vgg", vgg)
+    register("vgg08", partial(vgg, blocks_per_stage=0), help="The study's VGG08: 3 stages of 0 blocks (59,716 params)")
+    register("vgg38", partial(vgg, blocks_per_stage=5), help="The study's VGG38: 3 stages of 5 blocks (336,196 params)")

@@ -1,0 +1,16 @@
+"""The built-in CLI commands, added through the same ``register_commands`` hook as a plugin's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ablate.hookspecs import hookimpl
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    from ablate.cli import inspect
+
+    app.command("plugins")(inspect.plugins)
+    app.command("list")(inspect.list_components)
+    app.command("describe")(inspect.describe)

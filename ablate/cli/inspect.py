@@ -1,0 +1,69 @@
+"""Commands that inspect what is installed and what a recipe builds: plugins, list, describe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ablate.plugins import get_plugins
+from ablate.registry import KINDS, AblateError
+
+console = Console()
+
+
+def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Show each plugin: name, version, distribution and the components it registered."""
+    infos = list(get_plugins().info.values())
+    if as_json:
+        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        return
+    table = Table("plugin", "version", "distribution", "components", "status")
+    for i in infos:
+        comps = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in i.components.items())
+        table.add_row(i.name, i.version, i.distribution, comps, f"[red]{i.error}[/]" if i.error else "ok")
+    console.print(table)
+
+
+def list_components(
+    kind: str = typer.Argument(..., help=f"One of: {', '.join(KINDS)}."),
+    pattern: str = typer.Argument("*", help="Shell-style wildcard, e.g. 'vgg*'."),
+) -> None:
+    """List the registered components of one kind."""
+    kind = kind if kind.endswith("s") else kind + "s"
+    if kind not in KINDS:
+        raise AblateError(f"unknown kind '{kind}'; choose one of: {', '.join(KINDS)}")
+    table = Table("name", "plugin", "description")
+    for name in get_plugins()[kind].names(pattern):
+        c = get_plugins()[kind].get(name)
+        table.add_row(c.name, c.plugin, c.help)
+    console.print(table)
+
+
+def describe(
+    target: str = typer.Argument(..., help="A recipe file or an architecture name (e.g. vgg38, timm:resnet18)."),
+    norm: str = typer.Option(None, "--norm", help="Norm to compose with."),
+    shortcut: str = typer.Option(None, "--shortcut", help="Shortcut strategy to compose with."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Per-layer table of a composed model: name, type, output shape, params."""
+    from ablate.build import arm_from_target, model_for
+    from ablate.describe import describe_model
+
+    arm = arm_from_target(target, {"model.norm": norm, "model.shortcut": shortcut})
+    model, in_shape = model_for(arm.config)
+    info = {"arch": arm.config["model"]["arch"], "norm": arm.config["model"]["norm"],
+            "shortcut": arm.config["model"]["shortcut"], **describe_model(model, in_shape)}
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    table = Table("layer", "type", "output shape", "params", title=f"{info['arch']} norm={info['norm']} shortcut={info['shortcut']}")
+    for layer in info["layers"]:
+        shape = "x".join(map(str, layer["output_shape"])) if layer["output_shape"] else "-"
+        table.add_row(layer["name"], layer["type"], shape, f"{layer['params']:,}")
+    table.add_section()
+    table.add_row("total", f"{info['weight_layers']} weight layers", "", f"{info['params']:,}")
+    console.print(table)

@@ -1,0 +1,58 @@
+"""The hooks a plugin implements. Every hook receives a ``register`` callback.
+
+A plugin is a module (or object) with functions decorated by ``ablate.hookimpl``,
+exposed through an entry point in the ``ablate`` group. Each ``register_*`` hook
+calls ``register(name, factory, help="...", replace=False)`` once per component.
+The factory contracts are documented on each hook and in docs/plugins.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("ablate")
+hookimpl = pluggy.HookimplMarker("ablate")
+
+Register = Callable[..., None]
+
+
+@hookspec
+def register_norms(register: Register) -> None:
+    """Normalisation layers: ``factory(num_channels: int) -> nn.Module``."""
+
+
+@hookspec
+def register_shortcuts(register: Register) -> None:
+    """Shortcut strategies: ``factory(in_channels, out_channels, stride, norm) -> nn.Module | None``.
+
+    ``norm`` is the chosen norm factory. Return ``None`` for "no shortcut around
+    this block". A block with ``stride == 1`` and equal channels is a processing
+    block; any other is a downsampling block.
+    """
+
+
+@hookspec
+def register_architectures(register: Register) -> None:
+    """Architectures: ``factory(*, norm, shortcut, num_classes, in_channels, **options) -> nn.Module``.
+
+    ``norm`` and ``shortcut`` are component names; options come from the recipe's
+    ``[model]`` table.
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Datasets: ``factory(*, data_dir, download, **options) -> ablate.data.Splits``."""
+
+
+@hookspec
+def register_callbacks(register: Register) -> None:
+    """Training callbacks: ``factory(**options) -> object`` with any of the trainer's
+    ``on_*`` methods (see ``ablate.train.callbacks``)."""
+
+
+@hookspec
+def register_commands(app: Any) -> None:
+    """Add commands to the ``ablate`` CLI: ``app`` is the root ``typer.Typer``."""

@@ -1,0 +1,94 @@
+"""The study's VGG family, composed from a norm factory and a shortcut factory.
+
+Layout (Section 5 of the study): an entry conv (no bias) + BatchNorm + activation;
+per stage, ``blocks_per_stage`` processing blocks (two 3x3 convs without bias) and a
+downsampling block (conv with bias -> act -> 2x2 average pool -> conv with bias);
+global average pooling; a linear classifier. A norm follows each conv, before the
+activation; a shortcut is added before the block's last activation.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+NormFactory = Callable[[int], nn.Module]
+ShortcutFactory = Callable[[int, int, int, NormFactory], "nn.Module | None"]
+
+
+class ConvNormAct(nn.Module):
+    """conv -> norm, with the activation applied by the owning block."""
+
+    def __init__(self, cin: int, cout: int, norm: NormFactory, bias: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
+        self.norm = norm(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))
+
+
+class Block(nn.Module):
+    """Two convs; the shortcut (if any) is added before the last activation.
+
+    A shortcut module may define ``merge(skip, residual)`` to combine the two paths
+    itself (for gated or concatenating variants); otherwise they are summed.
+    """
+
+    def __init__(self, first: nn.Module, second: nn.Module, shortcut: nn.Module | None,
+                 negative_slope: float, pool: bool) -> None:
+        super().__init__()
+        self.first = first
+        self.act1 = nn.LeakyReLU(negative_slope)
+        self.pool = nn.AvgPool2d(2) if pool else nn.Identity()
+        self.second = second
+        self.shortcut = shortcut
+        self.act2 = nn.LeakyReLU(negative_slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.second(self.pool(self.act1(self.first(x))))
+        if self.shortcut is not None:
+            skip = self.shortcut(x)
+            merge = getattr(self.shortcut, "merge", None)
+            out = merge(skip, out) if merge is not None else out + skip
+        return self.act2(out)
+
+
+class VGG(nn.Module):
+    def __init__(self, norm: NormFactory, shortcut: ShortcutFactory, blocks_per_stage: int = 5,
+                 stages: int = 3, width: int | Sequence[int] = 32, num_classes: int = 100,
+                 in_channels: int = 3, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        widths = [width] * stages if isinstance(width, int) else list(width)
+        if len(widths) != stages or any(w <= 0 for w in widths):
+            raise ValueError(f"width must be one positive int or {stages} of them, got {width!r}")
+        self.negative_slope = negative_slope
+        self.entry = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.LeakyReLU(negative_slope),
+        )
+        blocks: list[nn.Module] = []
+        for i, w in enumerate(widths):
+            for _ in range(blocks_per_stage):
+                blocks.append(self._block(w, w, 1, norm, shortcut, bias=False))
+            blocks.append(self._block(w, widths[min(i + 1, stages - 1)], 2, norm, shortcut, bias=True))
+        self.blocks = nn.Sequential(*blocks)
+        self.classifier = nn.Linear(widths[-1], num_classes)
+
+    def _block(self, cin: int, cout: int, stride: int, norm: NormFactory,
+               shortcut: ShortcutFactory, bias: bool) -> Block:
+        return Block(
+            ConvNormAct(cin, cin if stride > 1 else cout, norm, bias),
+            ConvNormAct(cin if stride > 1 else cout, cout, norm, bias),
+            shortcut(cin, cout, stride, norm),
+            self.negative_slope,
+            pool=stride > 1,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.entry(x))
+        return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))

@@ -1,0 +1,226 @@
+"""TOML recipes: the study's protocol as defaults, overrides, validation, arms.
+
+A recipe has the tables ``[model]``, ``[data]``, ``[train]``, ``[gradflow]`` and
+``[[callbacks]]``; each key missing from the file takes its default below. A recipe
+may list several ``[[arms]]``, each a name plus tables that override the base.
+Every error is one line naming the file, the key, the value and the valid choices.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from ablate.plugins import registry
+from ablate.registry import AblateError, UnknownComponentError
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"arch": "vgg38", "norm": "none", "shortcut": "none"},
+    "data": {"dataset": "cifar100", "dir": "data", "download": False},
+    "train": {
+        "epochs": 100, "batch_size": 100, "eval_batch_size": 1000, "optimizer": "adam", "lr": 1e-3,
+        "weight_decay": 0.0, "schedule": "cosine", "min_lr": 2e-5, "augment": True, "seed": 0,
+        "device": "auto", "amp": "auto", "channels_last": "auto", "compile": False, "threads": 0,
+    },
+    "gradflow": {"every": 1},
+}
+CHOICES = {
+    "train.optimizer": ("adam", "adamw", "sgd"),
+    "train.schedule": ("cosine", "constant"),
+    "train.amp": ("auto", "off", "bf16", "fp16"),
+    "train.channels_last": ("auto", True, False),
+    "train.compile": (False, True, "default", "reduce-overhead", "max-autotune"),
+}
+TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", *DEFAULTS)
+RESERVED = ("norm", "shortcut", "num_classes", "in_channels", "data_dir", "download")
+KIND_OF = {"model.arch": "architectures", "model.norm": "norms", "model.shortcut": "shortcuts",
+           "data.dataset": "datasets"}
+
+
+class RecipeError(AblateError):
+    pass
+
+
+@dataclass
+class Arm:
+    """One fully resolved configuration to train."""
+
+    name: str
+    config: dict[str, Any]
+
+    def digest(self) -> str:
+        """Short hash of the resolved configuration (seed included)."""
+        text = json.dumps(self.config, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def slug(self) -> str:
+        m, t = self.config["model"], self.config["train"]
+        return f"{m['arch']}-{m['norm']}-{m['shortcut']}-lr{t['lr']:.0e}-s{t['seed']}".replace("e-0", "e-")
+
+    def dirname(self) -> str:
+        return f"{self.slug()}-{self.digest()}"
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> list[Arm]:
+    """The arms of a recipe file with CLI ``overrides`` ({"train.lr": 0.01, ...}) applied to each."""
+    raw = read_toml(path)
+    return resolve(raw, str(path), overrides or {})
+
+
+def resolve(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list[Arm]:
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise RecipeError(f"{source}: unknown table or key '{key}'; valid: {', '.join(TOP_LEVEL)}")
+    base = {k: v for k, v in raw.items() if k not in ("arms", "sweep")}
+    arms_raw = raw.get("arms") or [{}]
+    arms = []
+    for i, arm_raw in enumerate(arms_raw):
+        arm_raw = dict(arm_raw)
+        name = str(arm_raw.pop("name", raw.get("name", Path(source).stem if not i else f"arm{i}")))
+        config = merge(merge(base, arm_raw), unflatten(overrides))
+        arms.append(Arm(name, validate(config, f"{source} (arm '{name}')" if "arms" in raw else source)))
+    return arms
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        section, _, key = dotted.partition(".")
+        if not key:
+            out[section] = value
+        else:
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``section.key=value`` with the value read as TOML (bare words are strings)."""
+    key, sep, text = item.partition("=")
+    if not sep or "." not in key:
+        raise RecipeError(f"--set {item!r}: expected section.key=value, e.g. train.lr=0.01")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    return key.strip(), value
+
+
+def validate(config: dict[str, Any], source: str) -> dict[str, Any]:
+    """Fill defaults, check keys, types and component names; return the resolved config."""
+    out = {"name": config.get("name")} if config.get("name") else {}
+    for section, defaults in DEFAULTS.items():
+        given = config.get(section, {})
+        if not isinstance(given, dict):
+            raise RecipeError(f"{source}: '{section}' must be a table, got {given!r}")
+        out[section] = {**defaults, **given}
+        for key, value in given.items():
+            _check_value(source, section, key, value, defaults)
+    for dotted, kind in KIND_OF.items():
+        _check_component(source, dotted, out, kind)
+    _check_options(source, out)
+    out["callbacks"] = _check_callbacks(source, config.get("callbacks", []))
+    out["required_plugins"] = list(config.get("required_plugins", []))
+    return out
+
+
+def _check_value(source: str, section: str, key: str, value: Any, defaults: dict[str, Any]) -> None:
+    dotted = f"{section}.{key}"
+    if key not in defaults:
+        if section in ("model", "data"):
+            return  # component options, checked against the factory's signature
+        raise RecipeError(f"{source}: unknown key '{dotted}'; valid keys in [{section}]: {', '.join(defaults)}")
+    if dotted in CHOICES:
+        if value not in CHOICES[dotted]:
+            valid = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in CHOICES[dotted])
+            raise RecipeError(f"{source}: {dotted} = {value!r} is not valid; choose one of: {valid}")
+        return
+    want = type(defaults[key])
+    ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise RecipeError(f"{source}: {dotted} = {value!r} must be {want.__name__}, like {defaults[key]!r}")
+    if want in (int, float) and value < 0:
+        raise RecipeError(f"{source}: {dotted} = {value!r} must not be negative")
+
+
+def _check_component(source: str, dotted: str, config: dict[str, Any], kind: str) -> None:
+    section, key = dotted.split(".")
+    name = config[section][key]
+    if kind == "architectures" and str(name).startswith("timm:"):
+        return
+    try:
+        registry(kind).get(name)
+    except UnknownComponentError as exc:
+        raise RecipeError(f"{source}: {dotted} = {name!r}: {exc}") from None
+
+
+def _check_options(source: str, config: dict[str, Any]) -> None:
+    """Extra keys in [model] and [data] must be parameters of the chosen factory."""
+    for section, key, kind in (("model", "arch", "architectures"), ("data", "dataset", "datasets")):
+        name = config[section][key]
+        if name.startswith("timm:"):
+            continue
+        params = inspect.signature(registry(kind).factory(name)).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            continue
+        valid = [p for p in params if p not in RESERVED]
+        for extra in config[section]:
+            if extra not in DEFAULTS[section] and extra not in valid:
+                raise RecipeError(
+                    f"{source}: unknown key '{section}.{extra}' for {kind[:-1]} '{name}'; "
+                    f"valid: {', '.join(list(DEFAULTS[section]) + valid)}"
+                )
+
+
+def _check_callbacks(source: str, callbacks: Any) -> list[dict[str, Any]]:
+    if not isinstance(callbacks, list) or not all(isinstance(c, dict) and "name" in c for c in callbacks):
+        raise RecipeError(f"{source}: callbacks must be a list of tables with a 'name', like [[callbacks]] name = \"...\"")
+    for cb in callbacks:
+        try:
+            registry("callbacks").get(cb["name"])
+        except UnknownComponentError as exc:
+            raise RecipeError(f"{source}: callbacks.name = {cb['name']!r}: {exc}") from None
+    return [dict(c) for c in callbacks]
+
+
+def dump(config: dict[str, Any], path: str | Path) -> None:
+    """Write a resolved config as TOML (round-trips through ``load_recipe``)."""
+    Path(path).write_text(tomli_w.dumps(_plain(config)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

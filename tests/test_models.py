@@ -1,0 +1,74 @@
+import itertools
+
+import pytest
+import torch
+
+from ablate.models import build_model, count_params
+from ablate.plugins import registry
+
+TABLE_1 = [
+    ("vgg08", "none", "none", 59_716),
+    ("vgg38", "none", "none", 336_196),
+    ("vgg38", "bn", "none", 338_500),
+    ("vgg38", "none", "identity", 336_196),
+    ("vgg38", "bn", "identity", 338_500),
+]
+
+
+@pytest.mark.parametrize("arch,norm,shortcut,params", TABLE_1)
+def test_parameter_counts_match_table_1(arch, norm, shortcut, params):
+    assert count_params(build_model(arch, norm=norm, shortcut=shortcut)) == params
+
+
+def test_vgg38_has_38_weight_layers():
+    model = build_model("vgg38")
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 38
+
+
+def test_projection_adds_a_1x1_conv_and_norm_per_downsampling_block():
+    plain = count_params(build_model("vgg38", norm="bn", shortcut="identity"))
+    proj = count_params(build_model("vgg38", norm="bn", shortcut="proj"))
+    assert proj - plain == 3 * (32 * 32 + 2 * 32)
+    assert count_params(build_model("vgg38", norm="bn", shortcut="zeropad")) == plain
+
+
+@pytest.mark.parametrize("depth", [8, 14, 38])
+@pytest.mark.parametrize("width", [8, [4, 8, 12]])
+def test_forward_backward_every_norm_and_shortcut(depth, width):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    for norm, shortcut in itertools.product(registry("norms").names(), registry("shortcuts").names()):
+        model = build_model("vgg", depth=depth, width=width, norm=norm, shortcut=shortcut, num_classes=5)
+        out = model(x)
+        assert out.shape == (2, 5)
+        out.square().mean().backward()
+        first = model.entry[0].weight.grad
+        assert first is not None and torch.isfinite(first).all(), (norm, shortcut)
+
+
+def test_zeropad_and_proj_carry_signal_across_channel_growth():
+    x = torch.randn(2, 3, 32, 32)
+    for shortcut in ("zeropad", "proj"):
+        model = build_model("vgg", depth=8, width=[4, 8, 16], shortcut=shortcut, num_classes=3)
+        down = model.blocks[0]
+        assert down.shortcut is not None
+        assert down.shortcut(torch.randn(2, 4, 32, 32)).shape == (2, 8, 16, 16)
+        assert model(x).shape == (2, 3)
+
+
+def test_identity_has_no_shortcut_across_downsampling():
+    model = build_model("vgg38", shortcut="identity")
+    shortcuts = [b.shortcut for b in model.blocks]
+    assert sum(s is None for s in shortcuts) == 3
+    assert sum(isinstance(s, torch.nn.Identity) for s in shortcuts) == 15
+
+
+def test_unreachable_depth_names_valid_depths():
+    with pytest.raises(ValueError, match="depth 9 is not reachable with 3 stages; valid: 8, 14, 20"):
+        build_model("vgg", depth=9)
+
+
+def test_timm_models_are_built_offline():
+    model = build_model("timm:resnet18", num_classes=10)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
