@@ -1,0 +1,1 @@
+"""Training: the loop, its state, callbacks, checkpoints and the run directory."""
