@@ -203,3 +203,27 @@ def set_plugins(plugins: Plugins | None) -> Plugins | None:
 
 def registry(kind: str) -> Registry:
     return get_plugins()[kind]
+
+
+def check_required(requirements: Iterable[str], source: str) -> None:
+    """Fail with one line when a recipe's ``required_plugins`` are not all installed.
+
+    Each requirement names a plugin or its distribution, optionally with a version
+    specifier, e.g. ``"extra-norms>=0.1"``.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    infos = [i for i in get_plugins().info.values() if i.error is None]
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            raise AblateError(f"{source}: required_plugins entry {text!r} is not a requirement like 'name>=1.0'") from None
+        found = [i for i in infos if req.name in (i.name, i.distribution)]
+        if not found:
+            raise AblateError(
+                f"{source}: requires plugin '{text}', which is not installed (pip install {req.name}); "
+                f"installed: {', '.join(sorted(i.name for i in infos)) or 'none'}"
+            )
+        if req.specifier and not any(req.specifier.contains(i.version, prereleases=True) for i in found):
+            raise AblateError(f"{source}: requires plugin '{text}', but version {found[0].version} is installed")

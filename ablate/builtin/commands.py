@@ -9,8 +9,9 @@ from ablate.hookspecs import hookimpl
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from ablate.cli import inspect
+    from ablate.cli import inspect, run
 
     app.command("plugins")(inspect.plugins)
     app.command("list")(inspect.list_components)
     app.command("describe")(inspect.describe)
+    app.command("run")(run.run)

@@ -1,0 +1,89 @@
+"""Device, precision, threads, optimiser and schedule from a resolved config."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ablate.registry import AblateError
+
+
+@dataclass
+class Precision:
+    """Autocast dtype (None for full precision) and an optional fp16 grad scaler."""
+
+    dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+
+    def autocast(self, device: torch.device):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.dtype)
+
+    @property
+    def name(self) -> str:
+        return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AblateError(f"train.device = {name!r} but no CUDA GPU is visible; use --device cpu or auto")
+    return device
+
+
+def configure_cpu(threads: int) -> int:
+    """Use all cores (or ``threads``) and flush denormals: a vanishing VGG38's
+    activations underflow into denormals, which are very slow on CPUs."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = threads or available
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    return threads
+
+
+def configure_cuda() -> None:
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def pick_precision(amp: str, device: torch.device) -> Precision:
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
+    if amp == "off":
+        return Precision(None, None)
+    if amp == "fp16":
+        return Precision(torch.float16, torch.amp.GradScaler(device.type))
+    return Precision(torch.bfloat16, None)
+
+
+def make_optimizer(model: nn.Module, train: dict[str, Any], device: torch.device) -> torch.optim.Optimizer:
+    params, lr, wd = model.parameters(), train["lr"], train["weight_decay"]
+    fused = {"fused": True} if device.type == "cuda" else {}
+    if train["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fused)
+    if train["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **fused)
+    return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, train: dict[str, Any]):
+    """Cosine annealing stepped once per epoch down to ``min_lr``, or a constant rate."""
+    if train["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train["epochs"], eta_min=train["min_lr"])
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def maybe_compile(model: nn.Module, compile_option: Any) -> nn.Module:
+    if compile_option in (False, None):
+        return model
+    mode = None if compile_option in (True, "default") else compile_option
+    return torch.compile(model, mode=mode)

@@ -1,0 +1,178 @@
+"""The training loop: read it top to bottom in ``train``.
+
+Data lives on the device; each epoch runs the shared ``train_step`` with no host
+synchronisation, reads its loss and accuracy once at the end, evaluates, writes
+``metrics.csv``, a checkpoint and ``summary.json`` (all atomically), then calls the
+callbacks. A killed run resumes from its last completed epoch with identical results.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ablate.build import model_for
+from ablate.data import Splits
+from ablate.data.augment import DeviceLoader, channel_stats
+from ablate.models import count_params
+from ablate.plugins import get_plugins, registry
+from ablate.registry import AblateError
+from ablate.train import rundir
+from ablate.train.callbacks import Callbacks, TrainState, build_callbacks
+from ablate.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from ablate.train.setup import (configure_cpu, configure_cuda, make_optimizer, maybe_compile, pick_device,
+                                pick_precision)
+from ablate.train.step import evaluate, train_step
+
+
+class NonFiniteLossError(AblateError):
+    pass
+
+
+@dataclass
+class Progress:
+    """Hooks for showing progress; the CLI supplies rich ones, tests none."""
+
+    epoch_start: Callable[[int, int, int], None] = lambda epoch, epochs, steps: None
+    step: Callable[[int, torch.Tensor, int], None] = lambda step, loss_sum, seen: None
+    epoch_end: Callable[[dict[str, float]], None] = lambda row: None
+
+
+def lr_at(epoch: int, train: dict[str, Any]) -> float:
+    """Learning rate of a 1-based epoch: cosine annealing per epoch to ``min_lr``, or constant."""
+    if train["schedule"] != "cosine":
+        return train["lr"]
+    t = (epoch - 1) / max(1, train["epochs"])
+    return train["min_lr"] + (train["lr"] - train["min_lr"]) * (1 + math.cos(math.pi * t)) / 2
+
+
+def load_data(config: dict[str, Any], device: torch.device) -> Splits:
+    data = config["data"]
+    options = {k: v for k, v in data.items() if k not in ("dataset", "dir", "download")}
+    factory = registry("datasets").factory(data["dataset"])
+    return factory(data_dir=data["dir"], download=data["download"], **options).to(device)
+
+
+def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = None,
+          extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train (or resume) the run in ``run_dir``; returns its summary."""
+    progress = progress or Progress()
+    t = config["train"]
+    device = pick_device(t["device"])
+    threads = configure_cpu(t["threads"]) if device.type == "cpu" else None
+    if device.type == "cuda":
+        configure_cuda()
+    torch.manual_seed(t["seed"])
+    splits = load_data(config, device)
+    model, _ = model_for(config, splits.num_classes)
+    channels_last = device.type == "cuda" if t["channels_last"] == "auto" else bool(t["channels_last"])
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    optimizer = make_optimizer(model, t, device)
+    precision = pick_precision(t["amp"], device)
+    mean, std = channel_stats(splits.train.x)
+    loader = DeviceLoader(splits.train, t["batch_size"], mean, std, augment=t["augment"], shuffle=True,
+                          drop_last=len(splits.train) >= t["batch_size"], channels_last=channels_last)
+    evaluators = {name: DeviceLoader(getattr(splits, name), t["eval_batch_size"], mean, std,
+                                     channels_last=channels_last) for name in ("val", "test")}
+
+    rundir.ensure_writable(run_dir)
+    from ablate.recipe import dump
+    dump(config, run_dir / rundir.RECIPE)
+    state = TrainState(model, optimizer, config, run_dir, device)
+    callbacks = Callbacks([*(extra_callbacks or []), *build_callbacks(config["callbacks"])])
+    rows, best = _resume(run_dir, model, optimizer, device)
+    summary = _summary_base(config, model, splits, device, precision.name, channels_last, threads)
+    state.epoch, state.step = len(rows), len(rows) * len(loader)
+    step_model = maybe_compile(model, t["compile"])
+    after_backward = (lambda: callbacks("on_after_backward", state)) if callbacks.wants("on_after_backward") else None
+    callbacks("on_run_start", state)
+
+    for epoch in range(len(rows) + 1, t["epochs"] + 1):
+        state.epoch = epoch
+        lr = lr_at(epoch, t)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        callbacks("on_epoch_start", state)
+        progress.epoch_start(epoch, t["epochs"], len(loader))
+        model.train()
+        start = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for i, (x, y) in enumerate(loader.batches(seed=t["seed"] * 1_000_003 + epoch)):
+            batch_loss, batch_correct = train_step(step_model, optimizer, x, y, precision, after_backward)
+            loss_sum += batch_loss
+            correct += batch_correct
+            seen += len(y)
+            state.step += 1
+            state.loss = batch_loss
+            callbacks("on_step_end", state)
+            progress.step(i + 1, loss_sum, seen)
+        train_loss, train_acc = loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(
+                f"loss became {train_loss} in epoch {epoch} (lr {lr:g}); stopped, keeping the checkpoint of "
+                f"epoch {epoch - 1} in {run_dir}. Lower --lr or try --norm bn"
+            )
+        elapsed = time.perf_counter() - start
+        val_loss, val_acc = evaluate(model, evaluators["val"].batches(), precision)
+        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+               "val_acc": val_acc, "epoch_seconds": elapsed, "images_per_second": seen / elapsed}
+        state.metrics = row
+        row.update(callbacks("on_epoch_end", state))
+        rows.append(row)
+        if best is None or val_acc > best["val_acc"]:
+            best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
+            save_weights(run_dir / rundir.BEST, model, {"epoch": str(epoch)})
+        rundir.write_metrics(run_dir, rows)
+        save_checkpoint(run_dir / rundir.CHECKPOINT, model, optimizer,
+                        {"epoch": epoch, "best": best, "scheduler": {"schedule": t["schedule"], "lr": lr}})
+        rundir.write_summary(run_dir, _progress_summary(summary, rows, best, "running"))
+        progress.epoch_end(row)
+
+    summary = _progress_summary(summary, rows, best, "complete")
+    if best is not None:
+        load_weights(run_dir / rundir.BEST, model)
+    test_loss, test_acc = evaluate(model, evaluators["test"].batches(), precision)
+    summary.update(test_loss=test_loss, test_acc=test_acc)
+    state.metrics = summary
+    summary.update(callbacks("on_run_end", state))
+    rundir.write_summary(run_dir, summary)
+    return summary
+
+
+def _resume(run_dir: Path, model, optimizer, device) -> tuple[list[dict[str, float]], dict | None]:
+    """Epoch rows and best-epoch record of an earlier attempt, with its state restored."""
+    path = run_dir / rundir.CHECKPOINT
+    if not path.exists():
+        return [], None
+    state = load_checkpoint(path, model, optimizer, device)
+    rows = [r for r in rundir.read_metrics(run_dir) if r["epoch"] <= state["epoch"]]
+    return rows, state.get("best")
+
+
+def _summary_base(config, model, splits: Splits, device, amp: str, channels_last: bool, threads) -> dict[str, Any]:
+    m = config["model"]
+    return {
+        "name": config.get("name"), "arch": m["arch"], "norm": m["norm"], "shortcut": m["shortcut"],
+        "lr": config["train"]["lr"], "seed": config["train"]["seed"], "dataset": splits.name,
+        "num_classes": splits.num_classes, "sizes": splits.sizes, "params": count_params(model),
+        "epochs": config["train"]["epochs"], "amp": amp, "channels_last": channels_last,
+        "environment": rundir.environment(device, get_plugins().versions(), threads),
+    }
+
+
+def _progress_summary(base: dict[str, Any], rows: list[dict[str, float]], best: dict | None, status: str) -> dict:
+    last = rows[-1] if rows else {}
+    return {
+        **base, "status": status, "epochs_completed": len(rows),
+        "best_val_epoch": best["epoch"] if best else None,
+        "best_val_acc": best["val_acc"] if best else None,
+        **{k: last.get(k) for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
+        "train_seconds": sum(r["epoch_seconds"] for r in rows),
+    }
