@@ -33,7 +33,7 @@ def num_classes(data: dict[str, Any]) -> int:
 
 
 def model_options(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config["model"].items() if k not in DEFAULTS["model"] and k not in RESERVED}
+    return {k: v for k, v in config["model"].items() if k not in DEFAULTS["model"] and k not in RESERVED["model"]}
 
 
 def model_for(config: dict[str, Any], classes: int | None = None) -> tuple[nn.Module, tuple[int, int, int]]:

@@ -40,7 +40,7 @@ CHOICES = {
     "train.compile": (False, True, "default", "reduce-overhead", "max-autotune"),
 }
 TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", *DEFAULTS)
-RESERVED = ("norm", "shortcut", "num_classes", "in_channels", "data_dir", "download")
+RESERVED = {"model": ("norm", "shortcut", "num_classes", "in_channels"), "data": ("data_dir", "download")}
 KIND_OF = {"model.arch": "architectures", "model.norm": "norms", "model.shortcut": "shortcuts",
            "data.dataset": "datasets"}
 
@@ -193,7 +193,7 @@ def _check_options(source: str, config: dict[str, Any]) -> None:
         params = inspect.signature(registry(kind).factory(name)).parameters
         if any(p.kind is p.VAR_KEYWORD for p in params.values()):
             continue
-        valid = [p for p in params if p not in RESERVED]
+        valid = [p for p in params if p not in RESERVED[section]]
         for extra in config[section]:
             if extra not in DEFAULTS[section] and extra not in valid:
                 raise RecipeError(
@@ -210,6 +210,12 @@ def _check_callbacks(source: str, callbacks: Any) -> list[dict[str, Any]]:
             registry("callbacks").get(cb["name"])
         except UnknownComponentError as exc:
             raise RecipeError(f"{source}: callbacks.name = {cb['name']!r}: {exc}") from None
+        params = inspect.signature(registry("callbacks").factory(cb["name"])).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            for key in cb:
+                if key != "name" and key not in params:
+                    raise RecipeError(f"{source}: unknown option 'callbacks.{key}' for callback "
+                                      f"'{cb['name']}'; valid: {', '.join(params)}")
     return [dict(c) for c in callbacks]
 
 

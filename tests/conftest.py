@@ -42,3 +42,9 @@ def distribution(tmp_path):
         return make_distribution(tmp_path / "site", dist, module, source, entry_points)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def builtin_plugins_only(fresh_plugins):
+    """In-process tests see only the built-in plugin, whatever else is installed."""
+    yield fresh_plugins
