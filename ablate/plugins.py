@@ -222,7 +222,7 @@ def check_required(requirements: Iterable[str], source: str) -> None:
         found = [i for i in infos if req.name in (i.name, i.distribution)]
         if not found:
             raise AblateError(
-                f"{source}: requires plugin '{text}', which is not installed (pip install {req.name}); "
+                f"{source}: requires plugin '{text}', which is not installed or is disabled (pip install {req.name}); "
                 f"installed: {', '.join(sorted(i.name for i in infos)) or 'none'}"
             )
         if req.specifier and not any(req.specifier.contains(i.version, prereleases=True) for i in found):

@@ -40,6 +40,7 @@ CHOICES = {
     "train.compile": (False, True, "default", "reduce-overhead", "max-autotune"),
 }
 TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", *DEFAULTS)
+RECORDING_ONLY = ("gradflow",)
 RESERVED = {"model": ("norm", "shortcut", "num_classes", "in_channels"), "data": ("data_dir", "download")}
 KIND_OF = {"model.arch": "architectures", "model.norm": "norms", "model.shortcut": "shortcuts",
            "data.dataset": "datasets"}
@@ -57,8 +58,8 @@ class Arm:
     config: dict[str, Any]
 
     def digest(self) -> str:
-        """Short hash of the resolved configuration (seed included)."""
-        text = json.dumps(self.config, sort_keys=True, default=str)
+        """Short hash of the resolved configuration (seed included, recording options not)."""
+        text = json.dumps(identity(self.config), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def slug(self) -> str:
@@ -67,6 +68,11 @@ class Arm:
 
     def dirname(self) -> str:
         return f"{self.slug()}-{self.digest()}"
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config that decides a run's results: all but what only records them."""
+    return {k: v for k, v in config.items() if k not in RECORDING_ONLY}
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -221,12 +227,12 @@ def _check_callbacks(source: str, callbacks: Any) -> list[dict[str, Any]]:
 
 def dump(config: dict[str, Any], path: str | Path) -> None:
     """Write a resolved config as TOML (round-trips through ``load_recipe``)."""
-    Path(path).write_text(tomli_w.dumps(_plain(config)))
+    Path(path).write_text(tomli_w.dumps(plain(config)))
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None}
+        return {k: plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

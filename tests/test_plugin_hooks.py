@@ -10,7 +10,13 @@ from ablate.data import Split, Splits
 from ablate.describe import describe_model
 from ablate.hookspecs import hookimpl
 from ablate.models import build_model, count_params
-from ablate.testing import check_architecture, check_norm, check_shortcut, drive_callback, train_state
+from ablate.testing import (
+    check_architecture,
+    check_norm,
+    check_shortcut,
+    drive_callback,
+    train_state,
+)
 from ablate.train.callbacks import build_callbacks
 
 

@@ -9,9 +9,12 @@ from ablate.hookspecs import hookimpl
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from ablate.cli import inspect, run
+    from ablate.cli import bench, inspect, report, run, sweep
 
-    app.command("plugins")(inspect.plugins)
-    app.command("list")(inspect.list_components)
-    app.command("describe")(inspect.describe)
     app.command("run")(run.run)
+    app.command("sweep")(sweep.sweep)
+    app.command("report")(report.report)
+    app.command("bench")(bench.bench)
+    app.command("describe")(inspect.describe)
+    app.command("list")(inspect.list_components)
+    app.command("plugins")(inspect.plugins)

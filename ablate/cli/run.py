@@ -7,29 +7,17 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
 
+from ablate.cli import options
 from ablate.plugins import check_required
-from ablate.recipe import Arm, load_recipe, parse_set
+from ablate.recipe import Arm, load_recipe
 from ablate.registry import AblateError
 from ablate.train import resume
 from ablate.train.trainer import Progress
 
 console = Console(soft_wrap=True)
-
-OVERRIDES = {"norm": "model.norm", "shortcut": "model.shortcut", "arch": "model.arch", "lr": "train.lr",
-             "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
-             "dataset": "data.dataset", "data_dir": "data.dir", "device": "train.device", "amp": "train.amp"}
-
-
-def collect_overrides(values: dict[str, Any], sets: list[str], callbacks: list[str]) -> dict[str, Any]:
-    """CLI flags and ``--set section.key=value`` items as dotted overrides."""
-    out = {OVERRIDES[k]: v for k, v in values.items() if v is not None}
-    out.update(parse_set(item) for item in sets)
-    if callbacks:
-        out["callbacks"] = [{"name": name} for name in callbacks]
-    return out
-
 
 def rich_progress(quiet: bool) -> tuple[Progress, RichProgress | None]:
     if quiet:
@@ -75,7 +63,17 @@ def run_dirs(arms: list[Arm], out: Optional[Path]) -> list[Path]:
     return [parent / arm.dirname() for arm in arms]
 
 
-def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool) -> dict[str, Any] | None:
+def write_figures(run_dir: Path, label: str | None = None) -> None:
+    """The run's figures into RUN_DIR/figures/ (training curves, gradient flow); a failure only warns."""
+    try:
+        from ablate.report.plots import write_run_figures
+
+        write_run_figures(run_dir, label=label)
+    except Exception as exc:  # figures are a convenience: never fail a finished run over them
+        console.print(f"[yellow]warning:[/] could not draw the figures of {run_dir}: {exc}", highlight=False)
+
+
+def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: bool = False) -> dict[str, Any] | None:
     from ablate.train.rundir import read_summary
     from ablate.train.trainer import train
 
@@ -90,7 +88,11 @@ def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool) -> dict[str, Any]
     try:
         if bar is not None:
             bar.start()
-        summary = train(arm.config, run_dir, progress)
+        extra = []
+        if tensorboard:
+            from ablate.gradflow.tensorboard import TensorBoardLogger
+            extra.append(TensorBoardLogger(run_dir / "tensorboard"))
+        summary = train(arm.config, run_dir, progress, extra_callbacks=extra)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: finished epochs are saved in {run_dir}; run the same command to resume")
         raise typer.Exit(130)
@@ -98,6 +100,8 @@ def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool) -> dict[str, Any]
         if bar is not None:
             bar.stop()
     _print_summary(summary)
+    from ablate.report import model_label
+    write_figures(run_dir, model_label(m["arch"], m["norm"], m["shortcut"]))
     return summary
 
 
@@ -110,36 +114,33 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 def run(
     recipe: Path = typer.Argument(..., help="A recipe TOML file, e.g. recipes/vgg38.toml."),
-    norm: Optional[str] = typer.Option(None, help="Norm (ablate list norms)."),
-    shortcut: Optional[str] = typer.Option(None, help="Shortcut strategy (ablate list shortcuts)."),
-    arch: Optional[str] = typer.Option(None, help="Architecture (ablate list architectures)."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate."),
-    epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size."),
-    seed: Optional[int] = typer.Option(None, help="Random seed (initialisation and data order)."),
-    dataset: Optional[str] = typer.Option(None, help="Dataset (ablate list datasets)."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder holding the dataset."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
-    amp: Optional[str] = typer.Option(None, help="auto, off, bf16 or fp16."),
-    download: bool = typer.Option(False, "--download", help="Download the dataset if it is missing."),
+    norm: options.Norm = None, shortcut: options.Shortcut = None, arch: options.Arch = None, lr: options.Lr = None,
+    epochs: options.Epochs = None, batch_size: options.BatchSize = None, seed: options.Seed = None,
+    dataset: options.Dataset = None, data_dir: options.DataDir = None, device: options.Device = None,
+    amp: options.Amp = None, download: options.Download = False, set_: options.Sets = [],
+    callback: options.CallbackNames = [], gradflow: options.Gradflow = None,
     out: Optional[Path] = typer.Option(None, help="Run directory (parent directory for several arms)."),
-    set_: list[str] = typer.Option([], "--set", help="Override any recipe key: section.key=value (repeatable)."),
-    callback: list[str] = typer.Option([], "--callback", help="Add a training callback by name (repeatable)."),
     resume_: bool = typer.Option(False, "--resume", help="Continue a run in --out even if the recipe changed."),
     restart: bool = typer.Option(False, "--restart", help="Discard a run in --out and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="One line per epoch, no progress bar."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log scalars and gradient histograms "
+                                                                  "for TensorBoard into RUN_DIR/tensorboard/."),
 ) -> None:
     """Train a recipe's arms; resumes an unfinished run in the same directory."""
     if resume_ and restart:
         raise AblateError("--resume and --restart exclude each other")
-    values = dict(norm=norm, shortcut=shortcut, arch=arch, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
-                  dataset=dataset, data_dir=data_dir, device=device, amp=amp)
-    overrides = collect_overrides(values, set_, callback)
-    if download:
-        overrides["data.download"] = True
+    overrides = options.collect_overrides(locals())
+    if tensorboard:
+        from ablate.gradflow.tensorboard import require_tensorboard
+        require_tensorboard()
     arms = load_recipe(recipe, overrides)
     for arm in arms:
         check_required(arm.config.get("required_plugins", []), str(recipe))
     mode = "restart" if restart else "resume" if resume_ else "auto"
-    for arm, run_dir in zip(arms, run_dirs(arms, out)):
-        train_arm(arm, run_dir, mode, quiet)
+    dirs = run_dirs(arms, out)
+    for arm, run_dir in zip(arms, dirs):
+        train_arm(arm, run_dir, mode, quiet, tensorboard)
+    if len(arms) > 1:  # the arms side by side: table, report.md and overlay figures in the parent folder
+        from ablate.report import write_report
+        console.print()
+        write_report(dirs, out=dirs[0].parent)

@@ -6,7 +6,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from torchvision import datasets
 
 from ablate.data import Split, Splits, stratified_split, take_stratified
 from ablate.registry import AblateError
@@ -35,6 +34,10 @@ def _read(cls: type, name: str, root: Path, train: bool, download: bool) -> Spli
 def load_cifar(name: str, *, data_dir: str | Path = "data", download: bool = False, val_size: int = 2500,
                split_seed: int = 0, train_size: int | None = None, test_size: int | None = None) -> Splits:
     """The official training set split (stratified) into train and validation, and the test set."""
+    from torchvision import (
+        datasets,  # imported here: it takes a second, and only CIFAR needs it
+    )
+
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     root = Path(data_dir).expanduser()
     full = _read(cls, name, root, train=True, download=download)

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ablate.recipe import _plain, read_toml
+from ablate.recipe import identity, plain, read_toml
 from ablate.registry import AblateError
 from ablate.train import rundir
 
@@ -35,7 +35,7 @@ def plan(run_dir: Path, config: dict[str, Any], mode: str = "auto") -> str:
     if mode == "restart":
         clear(run_dir)
         return "start"
-    changed = differences(read_toml(recipe), _plain(config))
+    changed = differences(identity(read_toml(recipe)), identity(plain(config)))
     if changed and mode != "resume":
         raise AblateError(
             f"{run_dir} holds a run of a different recipe ({'; '.join(changed[:3])}); pass --resume to continue "
@@ -51,5 +51,6 @@ def clear(run_dir: Path) -> None:
     """Remove a run's files (and nothing else) from ``run_dir``."""
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
-    for extra in ("gradflow", "figures"):
+    (run_dir / "gradflow.csv").unlink(missing_ok=True)
+    for extra in ("figures", "tensorboard"):
         shutil.rmtree(run_dir / extra, ignore_errors=True)

@@ -19,14 +19,28 @@ import torch
 from ablate.build import model_for
 from ablate.data import Splits
 from ablate.data.augment import DeviceLoader, channel_stats
+from ablate.gradflow import GradFlowRecorder
 from ablate.models import count_params
 from ablate.plugins import get_plugins, registry
+from ablate.recipe import dump
 from ablate.registry import AblateError
 from ablate.train import rundir
 from ablate.train.callbacks import Callbacks, TrainState, build_callbacks
-from ablate.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
-from ablate.train.setup import (configure_cpu, configure_cuda, make_optimizer, maybe_compile, pick_device,
-                                pick_precision)
+from ablate.train.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+    save_weights,
+)
+from ablate.train.setup import (
+    Precision,
+    configure_cpu,
+    configure_cuda,
+    make_optimizer,
+    maybe_compile,
+    pick_device,
+    pick_precision,
+)
 from ablate.train.step import evaluate, train_step
 
 
@@ -58,10 +72,23 @@ def load_data(config: dict[str, Any], device: torch.device) -> Splits:
     return factory(data_dir=data["dir"], download=data["download"], **options).to(device)
 
 
-def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = None,
-          extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
-    """Train (or resume) the run in ``run_dir``; returns its summary."""
-    progress = progress or Progress()
+@dataclass
+class Setup:
+    """Everything a run needs, built from the config before anything is written."""
+
+    device: torch.device
+    threads: int | None
+    splits: Splits
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    precision: Precision
+    channels_last: bool
+    loader: DeviceLoader
+    evaluators: dict[str, DeviceLoader]
+
+
+def prepare(config: dict[str, Any]) -> Setup:
+    """Device, data, model, optimiser and loaders; raises before touching the run directory."""
     t = config["train"]
     device = pick_device(t["device"])
     threads = configure_cpu(t["threads"]) if device.type == "cpu" else None
@@ -72,40 +99,48 @@ def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = Non
     model, _ = model_for(config, splits.num_classes)
     channels_last = device.type == "cuda" if t["channels_last"] == "auto" else bool(t["channels_last"])
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    optimizer = make_optimizer(model, t, device)
-    precision = pick_precision(t["amp"], device)
     mean, std = channel_stats(splits.train.x)
     loader = DeviceLoader(splits.train, t["batch_size"], mean, std, augment=t["augment"], shuffle=True,
                           drop_last=len(splits.train) >= t["batch_size"], channels_last=channels_last)
     evaluators = {name: DeviceLoader(getattr(splits, name), t["eval_batch_size"], mean, std,
                                      channels_last=channels_last) for name in ("val", "test")}
+    return Setup(device, threads, splits, model, make_optimizer(model, t, device), pick_precision(t["amp"], device),
+                 channels_last, loader, evaluators)
 
+
+def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = None,
+          extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train (or resume) the run in ``run_dir``; returns its summary."""
+    progress = progress or Progress()
+    t = config["train"]
+    s = prepare(config)
     rundir.ensure_writable(run_dir)
-    from ablate.recipe import dump
     dump(config, run_dir / rundir.RECIPE)
-    state = TrainState(model, optimizer, config, run_dir, device)
-    callbacks = Callbacks([*(extra_callbacks or []), *build_callbacks(config["callbacks"])])
-    rows, best = _resume(run_dir, model, optimizer, device)
-    summary = _summary_base(config, model, splits, device, precision.name, channels_last, threads)
-    state.epoch, state.step = len(rows), len(rows) * len(loader)
-    step_model = maybe_compile(model, t["compile"])
+    state = TrainState(s.model, s.optimizer, config, run_dir, s.device)
+    recorder = _recorder(config, s)
+    callbacks = Callbacks([*([recorder] if recorder else []), *(extra_callbacks or []),
+                           *build_callbacks(config["callbacks"])])
+    rows, best = _resume(run_dir, s.model, s.optimizer, s.device)
+    summary = _summary_base(config, s)
+    state.epoch, state.step = len(rows), len(rows) * len(s.loader)
+    step_model = maybe_compile(s.model, t["compile"])
     after_backward = (lambda: callbacks("on_after_backward", state)) if callbacks.wants("on_after_backward") else None
     callbacks("on_run_start", state)
 
     for epoch in range(len(rows) + 1, t["epochs"] + 1):
         state.epoch = epoch
         lr = lr_at(epoch, t)
-        for group in optimizer.param_groups:
+        for group in s.optimizer.param_groups:
             group["lr"] = lr
         callbacks("on_epoch_start", state)
-        progress.epoch_start(epoch, t["epochs"], len(loader))
-        model.train()
+        progress.epoch_start(epoch, t["epochs"], len(s.loader))
+        s.model.train()
         start = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
+        loss_sum = torch.zeros((), device=s.device)
+        correct = torch.zeros((), device=s.device, dtype=torch.long)
         seen = 0
-        for i, (x, y) in enumerate(loader.batches(seed=t["seed"] * 1_000_003 + epoch)):
-            batch_loss, batch_correct = train_step(step_model, optimizer, x, y, precision, after_backward)
+        for i, (x, y) in enumerate(s.loader.batches(seed=t["seed"] * 1_000_003 + epoch)):
+            batch_loss, batch_correct = train_step(step_model, s.optimizer, x, y, s.precision, after_backward)
             loss_sum += batch_loss
             correct += batch_correct
             seen += len(y)
@@ -120,7 +155,7 @@ def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = Non
                 f"epoch {epoch - 1} in {run_dir}. Lower --lr or try --norm bn"
             )
         elapsed = time.perf_counter() - start
-        val_loss, val_acc = evaluate(model, evaluators["val"].batches(), precision)
+        val_loss, val_acc = evaluate(s.model, s.evaluators["val"].batches(), s.precision)
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                "val_acc": val_acc, "epoch_seconds": elapsed, "images_per_second": seen / elapsed}
         state.metrics = row
@@ -128,22 +163,30 @@ def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = Non
         rows.append(row)
         if best is None or val_acc > best["val_acc"]:
             best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
-            save_weights(run_dir / rundir.BEST, model, {"epoch": str(epoch)})
+            save_weights(run_dir / rundir.BEST, s.model, {"epoch": str(epoch)})
+        save_checkpoint(run_dir / rundir.CHECKPOINT, s.model, s.optimizer,
+                        {"epoch": epoch, "best": best, "rows": rows, "scheduler": {"schedule": t["schedule"], "lr": lr}})
         rundir.write_metrics(run_dir, rows)
-        save_checkpoint(run_dir / rundir.CHECKPOINT, model, optimizer,
-                        {"epoch": epoch, "best": best, "scheduler": {"schedule": t["schedule"], "lr": lr}})
-        rundir.write_summary(run_dir, _progress_summary(summary, rows, best, "running"))
+        rundir.write_summary(run_dir, _progress_summary(summary, rows, best, "running", recorder))
         progress.epoch_end(row)
 
-    summary = _progress_summary(summary, rows, best, "complete")
+    summary = _progress_summary(summary, rows, best, "complete", recorder)
     if best is not None:
-        load_weights(run_dir / rundir.BEST, model)
-    test_loss, test_acc = evaluate(model, evaluators["test"].batches(), precision)
-    summary.update(test_loss=test_loss, test_acc=test_acc)
+        load_weights(run_dir / rundir.BEST, s.model)
+    summary["test_loss"], summary["test_acc"] = evaluate(s.model, s.evaluators["test"].batches(), s.precision)
     state.metrics = summary
     summary.update(callbacks("on_run_end", state))
     rundir.write_summary(run_dir, summary)
     return summary
+
+
+def _recorder(config: dict[str, Any], s: Setup) -> GradFlowRecorder | None:
+    """Per-layer gradient statistics into gradflow.csv, unless ``[gradflow] every = 0``."""
+    every = config["gradflow"]["every"]
+    if every <= 0:
+        return None
+    seed = config["train"]["seed"] * 1_000_003
+    return GradFlowRecorder(every, precision=s.precision, init_batch=lambda: next(iter(s.loader.batches(seed=seed))))
 
 
 def _resume(run_dir: Path, model, optimizer, device) -> tuple[list[dict[str, float]], dict | None]:
@@ -152,27 +195,30 @@ def _resume(run_dir: Path, model, optimizer, device) -> tuple[list[dict[str, flo
     if not path.exists():
         return [], None
     state = load_checkpoint(path, model, optimizer, device)
-    rows = [r for r in rundir.read_metrics(run_dir) if r["epoch"] <= state["epoch"]]
-    return rows, state.get("best")
+    return state["rows"], state.get("best")
 
 
-def _summary_base(config, model, splits: Splits, device, amp: str, channels_last: bool, threads) -> dict[str, Any]:
-    m = config["model"]
+def _summary_base(config: dict[str, Any], s: Setup) -> dict[str, Any]:
+    m, t = config["model"], config["train"]
     return {
         "name": config.get("name"), "arch": m["arch"], "norm": m["norm"], "shortcut": m["shortcut"],
-        "lr": config["train"]["lr"], "seed": config["train"]["seed"], "dataset": splits.name,
-        "num_classes": splits.num_classes, "sizes": splits.sizes, "params": count_params(model),
-        "epochs": config["train"]["epochs"], "amp": amp, "channels_last": channels_last,
-        "environment": rundir.environment(device, get_plugins().versions(), threads),
+        "lr": t["lr"], "seed": t["seed"], "dataset": s.splits.name, "num_classes": s.splits.num_classes,
+        "sizes": s.splits.sizes, "params": count_params(s.model), "epochs": t["epochs"], "amp": s.precision.name,
+        "channels_last": s.channels_last,
+        "environment": rundir.environment(s.device, get_plugins().versions(), s.threads),
     }
 
 
-def _progress_summary(base: dict[str, Any], rows: list[dict[str, float]], best: dict | None, status: str) -> dict:
+def _progress_summary(base: dict[str, Any], rows: list[dict[str, float]], best: dict | None, status: str,
+                      recorder: GradFlowRecorder | None) -> dict[str, Any]:
     last = rows[-1] if rows else {}
-    return {
+    summary = {
         **base, "status": status, "epochs_completed": len(rows),
         "best_val_epoch": best["epoch"] if best else None,
         "best_val_acc": best["val_acc"] if best else None,
         **{k: last.get(k) for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
         "train_seconds": sum(r["epoch_seconds"] for r in rows),
     }
+    if recorder is not None:
+        summary["gradflow"] = recorder.summary()
+    return summary

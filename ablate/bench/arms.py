@@ -1,0 +1,99 @@
+"""Bench arms: every combination of architecture, norm and shortcut, with shared settings."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ablate.models import TIMM_PREFIX, build_model
+from ablate.plugins import registry
+from ablate.registry import AblateError
+
+NOT_APPLICABLE = "-"
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+@dataclass
+class BenchArm:
+    """One model to bench and how; travels to the worker as JSON."""
+
+    arch: str
+    norm: str = "none"
+    shortcut: str = "none"
+    batch_size: int = 100
+    device: str = "cpu"
+    amp: str = "auto"
+    channels_last: bool = False
+    compile: str | None = None
+    warmup: int = 2
+    steps: int = 20
+    threads: int = 0
+    seed: int = 0
+    num_classes: int = 100
+    in_channels: int = 3
+    image_size: int = 32
+    options: dict[str, Any] = field(default_factory=dict)  # model options, e.g. width (not for timm models)
+    train: dict[str, Any] = field(default_factory=lambda: {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0})
+
+    @property
+    def is_timm(self) -> bool:
+        return self.arch.startswith(TIMM_PREFIX)
+
+    @property
+    def label(self) -> str:
+        return f"{self.arch} norm={self.norm} shortcut={self.shortcut}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def build(self) -> nn.Module:
+        if self.is_timm:
+            return build_model(self.arch, num_classes=self.num_classes, in_channels=self.in_channels)
+        return build_model(self.arch, norm=self.norm, shortcut=self.shortcut, num_classes=self.num_classes,
+                           in_channels=self.in_channels, **self.options)
+
+
+def expand_arms(archs: list[str], norms: list[str], shortcuts: list[str], **settings: Any) -> list[BenchArm]:
+    """The cartesian product, in order, without repeats; a timm architecture appears once."""
+    seen: set[tuple[str, str, str]] = set()
+    arms = []
+    for arch, norm, shortcut in itertools.product(archs, norms, shortcuts):
+        if arch.startswith(TIMM_PREFIX):
+            norm = shortcut = NOT_APPLICABLE
+        if (arch, norm, shortcut) not in seen:
+            seen.add((arch, norm, shortcut))
+            arms.append(BenchArm(arch, norm, shortcut, **settings))
+    return arms
+
+
+def check_names(archs: list[str], norms: list[str], shortcuts: list[str]) -> None:
+    """Raise the registry's one-line error (listing the choices) for any unknown name."""
+    for name in norms:
+        registry("norms").get(name)
+    for name in shortcuts:
+        registry("shortcuts").get(name)
+    for name in archs:
+        if name.startswith(TIMM_PREFIX):
+            _check_timm(name[len(TIMM_PREFIX):])
+        else:
+            registry("architectures").get(name)
+
+
+def _check_timm(name: str) -> None:
+    import timm
+
+    if not timm.list_models(name):
+        raise AblateError(f"unknown timm model '{name}'; see `timm.list_models('*{name[:4]}*')`")
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """``"a,b"`` -> ``["a", "b"]``; None stays None."""
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise AblateError(f"empty list {text!r}; give names separated by commas, e.g. none,bn")
+    return items

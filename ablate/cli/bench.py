@@ -1,0 +1,186 @@
+"""``ablate bench``: params, FLOPs, throughput, memory and gradient flow of every arm.
+
+``--compile`` is a flag; a compile mode written after it (``--compile reduce-overhead``)
+arrives as a positional word and is told apart from the recipe by ``split_targets``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Optional, TextIO
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Table
+
+from ablate.bench.arms import (
+    COMPILE_MODES,
+    BenchArm,
+    check_names,
+    expand_arms,
+    split_list,
+)
+from ablate.bench.runner import run_arm
+from ablate.build import model_options, num_classes
+from ablate.plugins import check_required
+from ablate.recipe import load_recipe, resolve
+from ablate.registry import AblateError
+from ablate.train.setup import pick_device
+
+console = Console(soft_wrap=True)
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+
+
+def split_targets(targets: list[str], compile_: bool) -> tuple[str | None, str | None]:
+    """(recipe, compile mode) from the positional words: ``--compile MODE`` parses as a flag plus a word."""
+    modes = [t for t in targets if t in COMPILE_MODES and not Path(t).exists()]
+    recipes = [t for t in targets if t not in modes]
+    if modes and not compile_:
+        raise AblateError(f"'{modes[0]}' is a compile mode; write --compile {modes[0]}")
+    if len(modes) > 1 or len(recipes) > 1:
+        raise AblateError(f"expected at most one RECIPE and one --compile MODE, got: {' '.join(targets)}")
+    mode = (modes[0] if modes else "default") if compile_ else None
+    return (recipes[0] if recipes else None), mode
+
+
+def base_config(recipe: str | None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The first arm's resolved config, and the arch/norm/shortcut values of all the recipe's arms."""
+    if recipe is None:
+        arms = resolve({"model": {"arch": "vgg38"}}, "defaults", {})
+    else:
+        arms = load_recipe(recipe)
+        check_required(arms[0].config.get("required_plugins", []), recipe)
+    lists = {key: list(dict.fromkeys(arm.config["model"][key] for arm in arms)) for key in ("arch", "norm", "shortcut")}
+    return arms[0].config, lists
+
+
+def recipe_compile(value: Any) -> str | None:
+    return None if value in (False, None) else "default" if value is True else str(value)
+
+
+def arm_settings(config: dict[str, Any], device: str | None, amp: str | None, batch_size: int | None,
+                 channels_last: bool | None, mode: str | None, warmup: int, steps: int) -> dict[str, Any]:
+    """Settings shared by every arm: the command line's, else the recipe's."""
+    t, data = config["train"], config["data"]
+    amp = amp or t["amp"]
+    if amp not in AMP_CHOICES:
+        raise AblateError(f"--amp {amp!r} is not valid; choose one of: {', '.join(AMP_CHOICES)}")
+    resolved = pick_device(device or t["device"])
+    if channels_last is None:
+        channels_last = resolved.type == "cuda" if t["channels_last"] == "auto" else bool(t["channels_last"])
+    return {
+        "device": str(resolved), "amp": amp, "batch_size": batch_size or t["batch_size"],
+        "channels_last": channels_last, "compile": mode or recipe_compile(t["compile"]), "warmup": warmup,
+        "steps": steps, "threads": t["threads"], "seed": t["seed"], "num_classes": num_classes(data),
+        "in_channels": int(data.get("channels", 3)), "image_size": int(data.get("image_size", 32)),
+        "train": {k: t[k] for k in ("optimizer", "lr", "weight_decay")}, "options": model_options(config),
+    }
+
+
+def _num(value: float | None, fmt: str = ",.0f", scale: float = 1.0) -> str:
+    return "-" if value is None else format(value * scale, fmt)
+
+
+def results_table(rows: list[dict[str, Any]]) -> Table:
+    compiled = any(r["compile"] for r in rows)
+    failed = any(r["error"] for r in rows)
+    table = Table("arch", "norm", "shortcut", "params", "MFLOP/img\nforward", "MFLOP/img\ntrain step",
+                  "train\nimg/s", "IQR\n%", "infer\nimg/s", "peak\nMiB", "|g| first\n/ last", "gradient\nflow")
+    for name in ("compile\ns",) * compiled + ("error",) * failed:
+        table.add_column(name)
+    for r in rows:
+        iqr = None if r["train_step_ms_median"] is None else r["train_step_ms_iqr"] / r["train_step_ms_median"]
+        cells = [r["arch"], r["norm"], r["shortcut"], _num(r["params"]), _num(r["flops_forward"], ",.1f", 1e-6),
+                 _num(r["flops_train_step"], ",.1f", 1e-6), _num(r["train_images_per_s"]), _num(iqr, ".0f", 100),
+                 _num(r["infer_images_per_s"]), _num(r["peak_memory_bytes"], ",.0f", 2 ** -20),
+                 _num(r["grad_ratio"], ".1e"), r["gradflow_verdict"] or "-"]
+        cells += [_num(r["compile_seconds"], ".1f")] * compiled + [f"[red]{escape(r['error'] or '')}[/]"] * failed
+        table.add_row(*cells)
+    return table
+
+
+def environment_line(rows: list[dict[str, Any]]) -> str:
+    env = next((r["environment"] for r in rows if r["environment"]), None)
+    if not env:
+        return ""
+    return (f"ablate {env['ablate']}, torch {env['torch']}, {env['device']} ({env['device_name']}), "
+            f"amp {env['amp']}, channels_last {env['channels_last']}, compile {env['compile'] or 'off'}, "
+            f"{env['threads'] or '-'} threads")
+
+
+def print_wide(table: Table) -> None:
+    """Print the table; unsqueezed when the output is not a terminal (a file or a pipe)."""
+    if not console.is_terminal:
+        wide = console.options.update_width(1000)
+        console.width = max(console.width, Measurement.get(console, wide, table).maximum)
+    console.print(table)
+
+
+def bench(
+    targets: Optional[list[str]] = typer.Argument(
+        None, metavar="RECIPE", help="A recipe TOML giving the defaults (else vgg38/none/none)."),
+    arch: Optional[str] = typer.Option(
+        None, help="Architectures, comma-separated (ablate list architectures; timm:NAME)."),
+    norm: Optional[str] = typer.Option(None, help="Norms, comma-separated (ablate list norms)."),
+    shortcut: Optional[str] = typer.Option(None, help="Shortcuts, comma-separated (ablate list shortcuts)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help="Images per step (recipe's by default)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or auto."),
+    amp: Optional[str] = typer.Option(None, help="bf16, fp16 or off (default: bf16 on CUDA, off on CPU)."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="Channels-last memory format (default: on for CUDA)."),
+    compile_: bool = typer.Option(
+        False, "--compile", help="torch.compile; may be followed by a MODE: default, reduce-overhead, max-autotune."),
+    warmup: int = typer.Option(2, min=0, help="Untimed steps before timing."),
+    steps: int = typer.Option(20, min=1, help="Timed steps (median and IQR reported)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write one JSON line per arm to this file."),
+) -> None:
+    """Bench every combination of --arch, --norm and --shortcut, each in a fresh subprocess.
+
+    Per arm: params, FLOPs/image, train and inference img/s (median, IQR), peak memory, gradient flow at init.
+    """
+    recipe, mode = split_targets(targets or [], compile_)
+    config, defaults = base_config(recipe)
+    archs, norms, shortcuts = (split_list(given) or defaults[key] for given, key in
+                               ((arch, "arch"), (norm, "norm"), (shortcut, "shortcut")))
+    check_names(archs, norms, shortcuts)
+    settings = arm_settings(config, device, amp, batch_size, channels_last, mode, warmup, steps)
+    arms = expand_arms(archs, norms, shortcuts, **settings)
+    rows = run_all(arms, json_out)
+    console.print(environment_line(rows), highlight=False)
+    print_wide(results_table(rows))
+    if json_out is not None:
+        console.print(f"{len(rows)} rows written to {json_out}")
+
+
+def run_all(arms: list[BenchArm], json_out: Path | None) -> list[dict[str, Any]]:
+    """Bench each arm, writing its JSON line as soon as it is done."""
+    rows = []
+    with _open(json_out) if json_out is not None else contextlib.nullcontext() as sink:
+        for i, arm in enumerate(arms, 1):
+            with console.status(f"[{i}/{len(arms)}] {arm.label}"):
+                row = run_arm(arm)
+            rows.append(row)
+            console.print(f"[{i}/{len(arms)}] {arm.label}: {_outcome(row)}", highlight=False)
+            if sink is not None:
+                sink.write(json.dumps(row, default=str) + "\n")
+                sink.flush()
+    return rows
+
+
+def _outcome(row: dict[str, Any]) -> str:
+    seconds = f"({row['worker_seconds'] or 0:.1f} s)"
+    if row["error"]:
+        return f"[red]{escape(row['error'])}[/] {seconds}"
+    return f"{row['train_images_per_s']:,.0f} train img/s {seconds}"
+
+
+def _open(path: Path) -> TextIO:
+    try:
+        return path.open("w")
+    except OSError as exc:
+        raise AblateError(f"cannot write --json {path}: {exc.strerror or exc}; choose another file") from None

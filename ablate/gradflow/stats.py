@@ -1,0 +1,359 @@
+"""Per-layer gradient and weight statistics, recorded during training without host syncs.
+
+A *layer* is a trainable weight with two or more dimensions (conv kernels and linear
+matrices; biases and norm scales are left out), taken in ``named_parameters()``
+order, which for the VGG family is depth order: the entry conv first, the classifier
+last. Its name is the parameter name without ``.weight`` (``entry.0``,
+``blocks.3.first.conv``, ``classifier``).
+
+For every recorded step (each ``every``-th optimiser step, counted over the run) the
+recorder computes, in ``on_after_backward`` (gradients present, before the optimiser
+step), six statistics per layer as one ``(layers x 6)`` device tensor built from
+batched ``torch._foreach_norm`` calls::
+
+    grad_mean_abs    mean |g|  (the study's "average gradient", Figures 2, 3 and 5)
+    grad_norm        L2 norm of g
+    grad_max_abs     max |g|
+    weight_mean_abs  mean |w|
+    weight_norm      L2 norm of w
+    weight_max_abs   max |w|
+
+It adds them into a running sum on the device (non-finite values, e.g. the overflowed
+steps that an fp16 grad scaler skips, are left out of the sum and counted) and keeps
+the last step's values. Nothing is read back until ``on_epoch_end``, which copies one
+small tensor to the host. Epoch 0 holds the same statistics at initialisation: one
+forward/backward on one training batch before the first step (see
+``gradient_stats_at_init``; the model, its buffers and the RNG are left as they were).
+
+``RUN_DIR/gradflow.csv`` is a tidy table, rewritten atomically after every epoch::
+
+    epoch,layer_index,layer,statistic,aggregate,value
+    0,0,entry.0,grad_mean_abs,mean,5.1e-06
+    ...
+
+one row per epoch x layer x statistic x aggregate, where ``epoch`` is 0 (at
+initialisation) or the 1-based training epoch, ``layer_index`` the 0-based depth
+position, ``aggregate`` is ``mean`` (mean over the epoch's recorded steps) or
+``last`` (the epoch's last recorded step; at epoch 0 both are the single
+measurement), and ``value`` a float (``nan`` when no finite value was recorded).
+A resumed run keeps the rows of its completed epochs and appends after them; a
+fresh start rewrites the file. ``load_gradflow(run_dir)`` reads it back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+STATISTICS = ("grad_mean_abs", "grad_norm", "grad_max_abs", "weight_mean_abs", "weight_norm", "weight_max_abs")
+AGGREGATES = ("mean", "last")
+COLUMNS = ("epoch", "layer_index", "layer", "statistic", "aggregate", "value")
+GRADFLOW_CSV = "gradflow.csv"
+MEAN_ABS = STATISTICS.index("grad_mean_abs")
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``(name, weight)`` of every trainable parameter with ndim >= 2, in ``named_parameters()`` order."""
+    out = []
+    for name, param in model.named_parameters():
+        if param.requires_grad and param.ndim >= 2:
+            name = name.removeprefix("_orig_mod.")
+            out.append((name[: -len(".weight")] if name.endswith(".weight") else name, param))
+    return out
+
+
+class LayerStatistics:
+    """Computes the ``(layers x 6)`` statistics tensor of a fixed list of weights, on their device."""
+
+    def __init__(self, params: Sequence[nn.Parameter]) -> None:
+        self.params = list(params)
+        device = self.params[0].device if self.params else torch.device("cpu")
+        self.inv_numel = torch.tensor([1.0 / p.numel() for p in self.params], device=device)
+
+    @torch.no_grad()
+    def __call__(self) -> torch.Tensor:
+        grads = [p.grad if p.grad is not None else p.new_zeros(()) for p in self.params]
+        weights = [p.detach() for p in self.params]
+        columns = []
+        for tensors in (grads, weights):
+            l1, l2, linf = (torch.stack(_norms(tensors, order)).float() for order in (1.0, 2.0, math.inf))
+            columns += [l1 * self.inv_numel, l2, linf]
+        return torch.stack(columns, dim=1)
+
+
+def _norms(tensors: list[torch.Tensor], order: float) -> list[torch.Tensor]:
+    foreach = getattr(torch, "_foreach_norm", None)
+    if foreach is not None:
+        return list(foreach(tensors, order))
+    return [torch.linalg.vector_norm(t, order) for t in tensors]  # pragma: no cover - old torch
+
+
+def gradient_stats_at_init(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: Any = None) -> "LayerStats":
+    """The six statistics per layer after one forward/backward of ``(x, y)``, without a step.
+
+    The model runs in training mode (batch statistics, as in the first training step);
+    afterwards its buffers (BatchNorm running statistics), training flag and the RNG
+    state are restored and the gradients set to None, so that training continues
+    exactly as if this had not run. ``precision`` (an ``ablate.train.setup.Precision``)
+    applies its autocast for bf16; fp16 and full precision run in fp32.
+    """
+    layers = weight_layers(model)
+    was_training = model.training
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state(x.device) if x.device.type == "cuda" else None
+    use_autocast = precision is not None and getattr(precision, "dtype", None) is torch.bfloat16
+    try:
+        model.train()
+        model.zero_grad(set_to_none=True)
+        if use_autocast:
+            with precision.autocast(x.device):
+                logits = model(x)
+        else:
+            logits = model(x)
+        F.cross_entropy(logits.float(), y).backward()
+        values = LayerStatistics([p for _, p in layers])().cpu()
+    finally:
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                if name in buffers:
+                    b.copy_(buffers[name])
+        model.train(was_training)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng, x.device)
+    return LayerStats([name for name, _ in layers], values.tolist())
+
+
+@dataclass
+class LayerStats:
+    """One measurement: ``values[layer][statistic]`` in ``STATISTICS`` order."""
+
+    layers: list[str]
+    values: list[list[float]]
+
+    def column(self, statistic: str = "grad_mean_abs") -> list[float]:
+        j = STATISTICS.index(statistic)
+        return [row[j] for row in self.values]
+
+    def summary(self) -> dict[str, Any]:
+        """Verdict, ratio and extremes of mean |g| (see ``ablate.gradflow.verdict``)."""
+        from ablate.gradflow.verdict import judge
+
+        return judge(self.column()).as_dict()
+
+
+@dataclass
+class GradFlowTable:
+    """``gradflow.csv`` read back: ``values[(epoch, statistic, aggregate)]`` is a list over layers."""
+
+    layers: list[str]
+    values: dict[tuple[int, str, str], list[float]] = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> list[int]:
+        return sorted({e for e, _, _ in self.values})
+
+    def profile(self, epoch: int, statistic: str = "grad_mean_abs", aggregate: str = "mean") -> list[float]:
+        return self.values[(epoch, statistic, aggregate)]
+
+    def has(self, epoch: int) -> bool:
+        return any(e == epoch for e, _, _ in self.values)
+
+    def add(self, epoch: int, matrix: Sequence[Sequence[float]], aggregate: str) -> None:
+        """Store ``matrix[layer][statistic]`` as the ``aggregate`` of ``epoch``."""
+        for j, statistic in enumerate(STATISTICS):
+            self.values[(epoch, statistic, aggregate)] = [float(row[j]) for row in matrix]
+
+    def keep_epochs(self, last: int) -> None:
+        self.values = {k: v for k, v in self.values.items() if k[0] <= last}
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for epoch in self.epochs:
+            for i, layer in enumerate(self.layers):
+                for statistic in STATISTICS:
+                    for aggregate in AGGREGATES:
+                        column = self.values.get((epoch, statistic, aggregate))
+                        if column is not None:
+                            writer.writerow((epoch, i, layer, statistic, aggregate, _fmt(column[i])))
+        return buf.getvalue()
+
+
+def _fmt(value: float) -> str:
+    return "nan" if value != value else repr(value) if math.isinf(value) else f"{value:.9g}"
+
+
+def parse_gradflow(text: str) -> GradFlowTable:
+    layers: dict[int, str] = {}
+    values: dict[tuple[int, str, str], dict[int, float]] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        i = int(row["layer_index"])
+        layers[i] = row["layer"]
+        values.setdefault((int(row["epoch"]), row["statistic"], row["aggregate"]), {})[i] = float(row["value"])
+    names = [layers[i] for i in sorted(layers)]
+    table = GradFlowTable(names)
+    for key, by_layer in values.items():
+        table.values[key] = [by_layer.get(i, float("nan")) for i in range(len(names))]
+    return table
+
+
+def load_gradflow(run_dir: str | Path) -> GradFlowTable | None:
+    """``RUN_DIR/gradflow.csv`` as a table, or None when the run recorded none."""
+    path = Path(run_dir) / GRADFLOW_CSV
+    if not path.exists():
+        return None
+    return parse_gradflow(path.read_text())
+
+
+class GradFlowRecorder:
+    """Training callback recording per-layer statistics every ``every`` steps into ``gradflow.csv``.
+
+    ``init_batch`` (an ``(x, y)`` pair or a function returning one) gives the batch
+    for the epoch-0 measurement at initialisation; without it epoch 0 is skipped.
+    ``every=0`` records nothing. ``summary()`` is the ``"gradflow"`` entry of
+    ``summary.json``: the verdict of the last epoch, its first/last ratio, the verdict
+    at initialisation and one entry per epoch.
+    """
+
+    def __init__(self, every: int = 1, init_batch: Batch | Callable[[], Batch] | None = None,
+                 precision: Any = None) -> None:
+        self.every = int(every)
+        self.init_batch = init_batch
+        self.precision = precision
+        self.table: GradFlowTable | None = None
+        self.epoch_info: dict[int, dict[str, Any]] = {}
+        self._compute: LayerStatistics | None = None
+        self._path: Path | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sum: torch.Tensor | None = None
+        self._finite: torch.Tensor | None = None
+        self._nonfinite_steps: torch.Tensor | None = None
+        self._last: torch.Tensor | None = None
+        self._steps = 0
+
+    # -- callback events -------------------------------------------------------------
+
+    def on_run_start(self, state: Any) -> None:
+        if self.every <= 0:
+            return
+        layers = weight_layers(state.model)
+        self._compute = LayerStatistics([p for _, p in layers])
+        names = [name for name, _ in layers]
+        self._path = Path(state.run_dir) / GRADFLOW_CSV
+        self.table = GradFlowTable(names)
+        if state.epoch > 0:  # resuming: keep the completed epochs' rows
+            self._restore(state, names)
+        elif self.init_batch is not None:
+            try:
+                x, y = self.init_batch() if callable(self.init_batch) else self.init_batch
+            except StopIteration:  # no training data: nothing to measure
+                x = y = None
+            if x is not None:
+                stats = gradient_stats_at_init(state.model, x, y, self.precision)
+                self.table.add(0, stats.values, "mean")
+                self.table.add(0, stats.values, "last")
+                self.epoch_info[0] = {"steps": 1, "nonfinite_steps": 0}
+        self._write()
+
+    def on_epoch_start(self, state: Any) -> None:
+        self._reset()
+
+    def on_after_backward(self, state: Any) -> None:
+        if self._compute is None or state.step % self.every:
+            return
+        values = self._compute()
+        finite = torch.isfinite(values)
+        if self._sum is None:
+            self._sum = torch.zeros_like(values)
+            self._finite = torch.zeros_like(values)
+            self._nonfinite_steps = torch.zeros((), device=values.device)
+        self._sum += torch.where(finite, values, 0.0)
+        self._finite += finite
+        self._nonfinite_steps += (~finite).any()
+        self._last = values
+        self._steps += 1
+
+    def on_epoch_end(self, state: Any) -> dict[str, float]:
+        if self._compute is None or self._sum is None:
+            return {}
+        layers = self._sum.shape[0]
+        packed = torch.cat([(self._sum / self._finite).flatten(), self._last.flatten(),
+                            self._nonfinite_steps.view(1)]).cpu()  # the one host sync of the epoch
+        n = layers * len(STATISTICS)
+        mean = packed[:n].view(layers, -1).tolist()
+        last = packed[n:2 * n].view(layers, -1).tolist()
+        self.table.add(state.epoch, mean, "mean")
+        self.table.add(state.epoch, last, "last")
+        self.epoch_info[state.epoch] = {"steps": self._steps, "nonfinite_steps": int(packed[-1])}
+        self._write()
+        self._reset()
+        info = self._judge(state.epoch)
+        return {"grad_ratio": info["ratio"]}
+
+    def on_run_end(self, state: Any) -> dict[str, Any]:
+        return {"gradflow": self.summary()} if self.table is not None else {}
+
+    # -- results -------------------------------------------------------------------------
+
+    def _judge(self, epoch: int) -> dict[str, Any]:
+        from ablate.gradflow.verdict import judge
+
+        info = self.epoch_info.get(epoch, {})
+        steps, bad = info.get("steps"), info.get("nonfinite_steps", 0)
+        fraction = bad / steps if steps else 0.0
+        out = {"epoch": epoch, **judge(self.table.profile(epoch), fraction).as_dict()}
+        if steps is not None:
+            out.update(steps=steps, nonfinite_steps=bad)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The ``"gradflow"`` entry of ``summary.json``."""
+        if self.table is None:
+            return {}
+        epochs = self.table.epochs
+        at_init = self._judge(0) if 0 in epochs else None
+        per_epoch = [self._judge(e) for e in epochs if e > 0]
+        final = per_epoch[-1] if per_epoch else at_init or {}
+        from ablate.gradflow.verdict import RULE
+
+        return {"verdict": final.get("verdict"), "ratio": final.get("ratio"), "every": self.every,
+                "layers": self.table.layers, "rule": RULE, "at_init": at_init, "per_epoch": per_epoch}
+
+    def _restore(self, state: Any, names: list[str]) -> None:
+        old = load_gradflow(state.run_dir)
+        if old is not None and old.layers == names:
+            old.keep_epochs(state.epoch)
+            self.table = old
+        try:
+            from ablate.train.rundir import read_summary
+
+            earlier = read_summary(state.run_dir).get("gradflow") or {}
+        except Exception:
+            earlier = {}
+        for entry in [earlier.get("at_init") or {}, *(earlier.get("per_epoch") or [])]:
+            if "epoch" in entry and "steps" in entry and entry["epoch"] <= state.epoch:
+                self.epoch_info[entry["epoch"]] = {"steps": entry["steps"],
+                                                   "nonfinite_steps": entry.get("nonfinite_steps", 0)}
+
+    def _write(self) -> None:
+        from ablate.train.checkpoint import atomic_write_text
+
+        if self._path is not None and self.table is not None:
+            atomic_write_text(self._path, self.table.to_csv())
+

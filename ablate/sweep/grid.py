@@ -1,0 +1,109 @@
+"""Expand a recipe into sweep runs: each ``[[arms]]`` variant x the ``[sweep]`` grid x seeds.
+
+The ``[sweep]`` table maps a short name (``norm``, ``shortcut``, ``lr``, ``arch``,
+``seeds``, ... as on the command line) or a dotted key (``"train.batch_size"``) to
+a list of values. Seeds vary fastest, then the grid keys in the order written, then
+the arms. A run's name is its arm and grid values without the seed, so that the
+seeds of one configuration share a name; its directory is ``Arm.dirname()``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ablate.cli.options import OVERRIDES
+from ablate.recipe import DEFAULTS, Arm, RecipeError, read_toml, resolve, unflatten
+
+SHORT = {**OVERRIDES, "seeds": "train.seed"}
+SEED = "train.seed"
+
+
+@dataclass
+class SweepRun:
+    """One cell of a sweep: a resolved arm and the directory it trains in."""
+
+    name: str
+    arm: Arm
+    path: Path
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.arm.config
+
+    @property
+    def seed(self) -> int:
+        return self.arm.config["train"]["seed"]
+
+
+def load_sweep(path: str | Path, overrides: dict[str, Any], out: Path | None = None) -> tuple[Path, list[SweepRun]]:
+    """The sweep directory (``--out``, default runs/<recipe name>) and the runs of a recipe file."""
+    raw = read_toml(path)
+    sweep_dir = out or Path("runs") / str(raw.get("name") or Path(path).stem)
+    return sweep_dir, [SweepRun(name, arm, sweep_dir / arm.dirname()) for name, arm in expand(raw, str(path), overrides)]
+
+
+def expand(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list[tuple[str, Arm]]:
+    """(name, arm) of every distinct cell; ``overrides`` replace the grid keys they set."""
+    grid = [axis for axis in axes(raw.get("sweep", {}), source) if axis[1] not in overrides]
+    variants = []
+    for i, arm_raw in enumerate(raw.get("arms") or [{}]):
+        arm_raw = dict(arm_raw)
+        arm_name = str(arm_raw.pop("name", f"arm{i}")) if raw.get("arms") else ""
+        clash = next((dotted for _, dotted, _ in grid if _sets(arm_raw, dotted)), None)
+        if clash:
+            raise RecipeError(f"{source}: arm '{arm_name}' sets {clash}, which [sweep] also varies; remove one")
+        for values in itertools.product(*(vals for _, _, vals in grid)):
+            cell = {dotted: v for (_, dotted, _), v in zip(grid, values)}
+            label = " ".join(f"{lab}={_text(v)}" for (lab, dotted, _), v in zip(grid, values) if dotted != SEED)
+            name = " ".join(filter(None, [arm_name, label])) or str(raw.get("name") or Path(source).stem)
+            variants.append({**arm_raw, **_merge_cell(arm_raw, cell), "name": name})
+    arms = resolve({**raw, "arms": variants}, source, overrides)
+    unique: dict[str, Arm] = {}
+    for arm in arms:
+        unique.setdefault(arm.dirname(), arm)
+    return [(arm.name, arm) for arm in unique.values()]
+
+
+def axes(sweep: Any, source: str) -> list[tuple[str, str, list[Any]]]:
+    """(label, dotted key, values) of each ``[sweep]`` key, seeds last."""
+    if not isinstance(sweep, dict):
+        raise RecipeError(f"{source}: [sweep] must be a table of lists, like seeds = [0, 1, 2]")
+    flat: dict[str, Any] = {}
+    for key, value in sweep.items():
+        if isinstance(value, dict):  # train.batch_size = [...] written without quotes
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    out, seen = [], set()
+    for label, values in flat.items():
+        dotted = SHORT.get(label, label)
+        if dotted.partition(".")[0] not in DEFAULTS or not dotted.partition(".")[2]:
+            raise RecipeError(f"{source}: unknown [sweep] key '{label}'; use one of {', '.join(SHORT)} "
+                              f"or a dotted key like \"train.batch_size\"")
+        if not isinstance(values, list) or not values:
+            raise RecipeError(f"{source}: [sweep] {label} = {values!r} must be a non-empty list, like {label} = [...]")
+        if dotted in seen:
+            raise RecipeError(f"{source}: [sweep] sets {dotted} twice")
+        seen.add(dotted)
+        out.append((label, dotted, values))
+    return sorted(out, key=lambda axis: axis[1] == SEED)
+
+
+def _sets(arm_raw: dict[str, Any], dotted: str) -> bool:
+    section, _, key = dotted.partition(".")
+    return isinstance(arm_raw.get(section), dict) and key in arm_raw[section]
+
+
+def _merge_cell(arm_raw: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
+    """The arm's tables with the cell's values added."""
+    out = {}
+    for section, values in unflatten(cell).items():
+        out[section] = {**arm_raw.get(section, {}), **values}
+    return out
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

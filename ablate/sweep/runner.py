@@ -1,0 +1,106 @@
+"""Plan a sweep's runs (skip, resume or start), execute them, and keep ``sweep.json`` current."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ablate.recipe import dump
+from ablate.registry import AblateError
+from ablate.sweep.grid import SweepRun
+from ablate.train import resume, rundir
+from ablate.train.checkpoint import atomic_write_text
+
+MANIFEST = "sweep.json"
+ACTIONS = {"start": "start", "resume": "resume", "complete": "skip"}
+
+
+@dataclass
+class Entry:
+    """A run's place in this sweep: what the plan said (start, resume, skip, refuse) and where it is now
+    (pending, running, complete, failed, interrupted)."""
+
+    run: SweepRun
+    action: str
+    state: str
+    error: str | None = None
+    started: float | None = None
+    seconds: float | None = None
+
+    def record(self) -> dict[str, Any]:
+        m, t = self.run.config["model"], self.run.config["train"]
+        return {"name": self.run.name, "dir": self.run.path.name, "arch": m["arch"], "norm": m["norm"],
+                "shortcut": m["shortcut"], "lr": t["lr"], "seed": t["seed"], "action": self.action,
+                "state": self.state, "error": self.error, "seconds": self.seconds}
+
+
+def plan(runs: list[SweepRun]) -> list[Entry]:
+    """One entry per run; a directory holding a different recipe is refused, never reused."""
+    entries = []
+    for run in runs:
+        try:
+            action = ACTIONS[resume.plan(run.path, run.config)]
+        except AblateError as exc:
+            entries.append(Entry(run, "refuse", "failed", str(exc)))
+            continue
+        entries.append(Entry(run, action, "complete" if action == "skip" else "pending"))
+    return entries
+
+
+def write_manifest(sweep_dir: Path, recipe: str, executor: str, entries: list[Entry]) -> None:
+    data = {"recipe": recipe, "executor": executor, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "runs": [e.record() for e in entries]}
+    atomic_write_text(sweep_dir / MANIFEST, json.dumps(data, indent=2) + "\n")
+
+
+@contextmanager
+def locked(sweep_dir: Path) -> Iterator[None]:
+    """Hold the sweep directory for this process; a second sweep there fails at once."""
+    rundir.ensure_writable(sweep_dir)
+    with open(sweep_dir / ".sweep.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AblateError(f"another sweep is running in {sweep_dir}; wait for it or choose another --out") from None
+        yield
+
+
+def execute(entries: list[Entry], executor: Any, save: Callable[[], None], tick: Callable[[], None],
+            interval: float = 0.5) -> None:
+    """Train the pending entries with ``executor``; ``save`` after each change, ``tick`` every ``interval``."""
+    queue = [e for e in entries if e.state == "pending"]
+    for entry in queue:
+        rundir.ensure_writable(entry.run.path)
+        dump(entry.run.config, entry.run.path / rundir.RECIPE)
+    by_path = {e.run.path: e for e in queue}
+    try:
+        while queue or executor.busy():
+            while queue and executor.free():
+                entry = queue.pop(0)
+                executor.submit(entry.run)
+                entry.state, entry.started = "running", time.time()
+                save()
+            for run, error in executor.poll():
+                _finish(by_path[run.path], error)
+                save()
+            tick()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        executor.close(cancel=True)
+        for entry in entries:
+            if entry.state in ("pending", "running"):
+                entry.state = "interrupted"
+        save()
+        raise
+    executor.close()
+    tick()
+
+
+def _finish(entry: Entry, error: str | None) -> None:
+    entry.state, entry.error = ("failed", error) if error else ("complete", None)
+    entry.seconds = round(time.time() - (entry.started or time.time()), 1)

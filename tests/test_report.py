@@ -1,0 +1,219 @@
+"""``ablate report``: labels, values straight from summary.json, seed groups, paired diffs, formats, CLI."""
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from ablate.recipe import dump, resolve
+from ablate.report import (
+    ReportError,
+    build_report,
+    csv_table,
+    find_runs,
+    fmt_lr,
+    fmt_params,
+    group_runs,
+    load_runs,
+    markdown_table,
+    model_label,
+    paired_diff,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("arch,norm,shortcut,label", [
+    ("vgg08", "none", "none", "VGG08"),
+    ("vgg38", "bn", "none", "VGG38 BN"),
+    ("vgg38", "none", "identity", "VGG38 RC"),
+    ("vgg38", "bn", "identity", "VGG38 BN+RC"),
+    ("vgg38", "bn", "zeropad", "VGG38 BN+RC(pad)"),
+    ("vgg38", "none", "proj", "VGG38 RC(proj)"),
+    ("vgg", "groupnorm", "gated", "VGG groupnorm+gated"),
+    ("timm:resnet18", "none", "none", "timm:resnet18"),
+])
+def test_model_labels(arch, norm, shortcut, label):
+    assert model_label(arch, norm, shortcut) == label
+
+
+def test_number_formats():
+    assert (fmt_lr(1e-3), fmt_lr(1e-2), fmt_lr(3e-4), fmt_lr(0.0015)) == ("1e-3", "1e-2", "3e-4", "0.0015")
+    assert (fmt_params(59_716), fmt_params(336_196), fmt_params(512), fmt_params(11_200_000)) == \
+        ("59,716", "336,196", "512", "11,200,000")
+
+
+def make_run(root: Path, arch="vgg38", norm="none", shortcut="none", lr=1e-3, seed=0, test_acc=0.5,
+             val_acc=0.4, verdict="healthy", status="complete", **extra) -> Path:
+    """A run directory as the trainer leaves it (summary.json, recipe.toml), without training."""
+    config = resolve({"model": {"arch": arch, "norm": norm, "shortcut": shortcut},
+                      "data": {"dataset": "synthetic"}, "train": {"lr": lr, "seed": seed, "epochs": 3}},
+                     "test", {})[0].config
+    run = root / f"{arch}-{norm}-{shortcut}-{lr:g}-s{seed}"
+    run.mkdir(parents=True)
+    dump(config, run / "recipe.toml")
+    summary = {"name": None, "arch": arch, "norm": norm, "shortcut": shortcut, "lr": lr, "seed": seed,
+               "params": 336_196 if arch == "vgg38" else 59_716, "epochs": 3, "dataset": "synthetic",
+               "status": status, "epochs_completed": 3, "train_loss": 1.5 + seed / 10, "train_acc": 0.6 - seed / 100,
+               "val_loss": 1.7 + seed / 10, "val_acc": val_acc, "test_loss": 1.8 + seed / 10, "test_acc": test_acc,
+               "gradflow": {"verdict": verdict, "ratio": 0.1, "at_init": {"verdict": verdict}}, **extra}
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+def test_find_runs_accepts_runs_and_parents(tmp_path):
+    a = make_run(tmp_path / "sweep" / "x", seed=0)
+    b = make_run(tmp_path / "sweep" / "y" / "deeper", seed=1)
+    c = make_run(tmp_path / "single", arch="vgg08")
+    assert find_runs([tmp_path / "sweep", c, a]) == [a, b, c]  # parents searched recursively, no duplicates
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportError, match="no runs"):
+        find_runs([tmp_path / "empty"])
+    with pytest.raises(ReportError, match="no such directory"):
+        find_runs([tmp_path / "missing"])
+
+
+def test_table_values_equal_summary_json(tmp_path):
+    run = make_run(tmp_path, arch="vgg08", test_acc=0.4684, val_acc=0.4684)
+    [row] = build_report([tmp_path]).rows
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "params", "lr"):
+        assert row[key] == summary[key], key
+    assert row["train_loss_std"] is None and row["n"] == 1
+    assert (row["model"], row["norm"], row["shortcut"], row["verdict"]) == ("VGG08", "none", "none", "healthy")
+    md = markdown_table([row])
+    assert "| VGG08 | none | none | 1e-3 | 59,716 | 1.500 | 60.00 | 1.700 | 46.84 | 1.800 | 46.84 | healthy | 1 |" in md
+
+
+def test_seeds_are_grouped_as_mean_and_std(tmp_path):
+    accs = [0.50, 0.54, 0.58]
+    for seed, acc in enumerate(accs):
+        make_run(tmp_path, norm="bn", shortcut="identity", seed=seed, test_acc=acc)
+    make_run(tmp_path, norm="bn", shortcut="identity", seed=0, lr=1e-2, test_acc=0.6)  # another configuration
+    report = build_report([tmp_path])
+    assert [(r["model"], r["lr"], r["n"]) for r in report.rows] == [("VGG38 BN+RC", 1e-3, 3), ("VGG38 BN+RC", 1e-2, 1)]
+    row = report.rows[0]
+    assert row["test_acc"] == pytest.approx(statistics.fmean(accs))
+    assert row["test_acc_std"] == pytest.approx(statistics.stdev(accs))
+    assert row["train_loss"] == pytest.approx(1.6) and row["train_loss_std"] == pytest.approx(0.1)
+    assert row["seeds"] == [0, 1, 2]
+    assert "54.00 ± 4.00" in markdown_table(report.rows)
+
+
+def test_rows_follow_the_study_order(tmp_path):
+    for arch, norm, shortcut, lr in [("vgg38", "bn", "identity", 1e-2), ("vgg38", "bn", "identity", 1e-3),
+                                     ("vgg38", "none", "identity", 1e-3), ("vgg38", "bn", "none", 1e-2),
+                                     ("vgg38", "bn", "none", 1e-3), ("vgg38", "none", "none", 1e-3),
+                                     ("vgg08", "none", "none", 1e-3)]:
+        make_run(tmp_path, arch, norm, shortcut, lr)
+    rows = build_report([tmp_path]).rows
+    assert [(r["model"], r["lr"]) for r in rows] == [
+        ("VGG08", 1e-3), ("VGG38", 1e-3), ("VGG38 BN", 1e-3), ("VGG38 RC", 1e-3), ("VGG38 BN+RC", 1e-3),
+        ("VGG38 BN", 1e-2), ("VGG38 BN+RC", 1e-2)]  # Table 1's order
+
+
+def test_configurations_differing_beyond_the_seed_are_told_apart(tmp_path):
+    make_run(tmp_path / "a", seed=0)
+    run = make_run(tmp_path / "b", seed=0)
+    recipe = (run / "recipe.toml").read_text().replace("epochs = 3", "epochs = 7")
+    (run / "recipe.toml").write_text(recipe)
+    names = sorted(r["model"] for r in build_report([tmp_path]).rows)
+    assert names == ["VGG38 [epochs=3]", "VGG38 [epochs=7]"]
+
+
+def test_mixed_verdicts_and_unfinished_runs(tmp_path):
+    make_run(tmp_path, seed=0, verdict="vanishing")
+    make_run(tmp_path, seed=1, verdict="healthy", status="running")
+    [row] = build_report([tmp_path]).rows
+    assert row["verdict"] == "vanishing x1, healthy x1"
+    assert row["complete"] is False
+    assert "VGG38 *" in markdown_table([row])
+
+
+def test_paired_difference_over_shared_seeds(tmp_path):
+    for seed, (a, b) in enumerate([(0.60, 0.01), (0.62, 0.02), (0.58, 0.01)]):
+        make_run(tmp_path, norm="bn", shortcut="identity", seed=seed, test_acc=a, val_acc=a - 0.05)
+        make_run(tmp_path, seed=seed, test_acc=b, val_acc=b)
+    make_run(tmp_path, seed=9, test_acc=0.99)  # no partner: left out
+    groups = group_runs(load_runs([tmp_path]))
+    diff = paired_diff(groups, "VGG38 BN+RC", "vgg38")
+    expected = [0.59, 0.60, 0.57]
+    assert diff["seeds"] == [0, 1, 2] and diff["n"] == 3
+    assert diff["test_acc_diff"] == pytest.approx(statistics.fmean(expected))
+    assert diff["test_acc_diff_std"] == pytest.approx(statistics.stdev(expected))
+    assert diff["val_acc_diff"] == pytest.approx(statistics.fmean(expected) - 0.05)
+    with pytest.raises(ReportError, match="matches no configuration"):
+        paired_diff(groups, "VGG38 BN", "VGG38")
+
+
+def test_ambiguous_diff_names_need_the_learning_rate(tmp_path):
+    make_run(tmp_path, norm="bn", lr=1e-3)
+    make_run(tmp_path, norm="bn", lr=1e-2, test_acc=0.7)
+    groups = group_runs(load_runs([tmp_path]))
+    with pytest.raises(ReportError, match="ambiguous"):
+        paired_diff(groups, "VGG38 BN", "VGG38 BN")
+    diff = paired_diff(groups, "VGG38 BN lr=1e-2", "VGG38 BN lr=1e-3")
+    assert diff["test_acc_diff"] == pytest.approx(0.2)
+
+
+def test_csv_and_json_are_machine_readable(tmp_path):
+    make_run(tmp_path, seed=0)
+    make_run(tmp_path, seed=1)
+    report = build_report([tmp_path])
+    [row] = list(csv.DictReader(io.StringIO(csv_table(report.rows))))
+    assert row["model"] == "VGG38" and row["n"] == "2" and row["seeds"] == "0;1"
+    assert float(row["test_acc"]) == pytest.approx(0.5)
+    data = json.loads(report.json())
+    assert isinstance(data, list) and data[0]["test_acc"] == 0.5 and data[0]["seeds"] == [0, 1]
+
+
+def tiny_run(cli, out: Path, *extra: str):
+    result = cli("run", "recipes/vgg08.toml", "--dataset", "synthetic", "--epochs", "1", "--set", "data.train_size=200",
+                 "--set", "data.val_size=100", "--set", "data.test_size=100", "--set", "model.width=8",
+                 "--out", str(out), "-q", *extra)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_report_cli_end_to_end(cli, tmp_path):
+    from matplotlib.image import imread
+
+    tiny_run(cli, tmp_path / "runs" / "plain")
+    tiny_run(cli, tmp_path / "runs" / "bn", "--norm", "bn")
+    for name in ("plain", "bn"):
+        figures = tmp_path / "runs" / name / "figures"
+        assert {p.name for p in figures.iterdir()} == {"training_curves.png", "gradient_flow.png",
+                                                       "gradient_heatmap.png"}
+    result = cli("report", str(tmp_path / "runs"), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["model"] for r in rows] == ["VGG08", "VGG08 BN"]
+    for row in rows:
+        summary = json.loads((Path(row["runs"][0]) / "summary.json").read_text())
+        assert row["test_acc"] == summary["test_acc"] and row["verdict"] == summary["gradflow"]["verdict"]
+    for name in ("curves.png", "gradient_flow.png"):
+        image = imread(tmp_path / "runs" / name)
+        assert image.shape[0] > 300 and image.shape[1] > 500
+    assert "| VGG08 BN |" in (tmp_path / "runs" / "report.md").read_text()
+
+    result = cli("report", str(tmp_path / "runs" / "plain"), str(tmp_path / "runs" / "bn"),
+                 "--out", str(tmp_path / "rep"), "--diff", "VGG08 BN", "VGG08")
+    assert result.returncode == 0, result.stderr
+    assert "VGG08 BN" in result.stdout and "shared seed" in result.stdout
+    assert (tmp_path / "rep" / "curves.png").exists()
+
+
+def test_a_multi_arm_run_ends_with_the_report(cli, tmp_path):
+    recipe = tmp_path / "two.toml"
+    recipe.write_text('name = "two"\n[model]\narch = "vgg08"\nwidth = 4\n[data]\ndataset = "synthetic"\n'
+                      'num_classes = 10\ntrain_size = 100\nval_size = 100\ntest_size = 100\n'
+                      '[train]\nepochs = 1\n[[arms]]\nname = "plain"\n[[arms]]\nname = "bn"\nmodel = { norm = "bn" }\n')
+    result = cli("run", str(recipe), "--out", str(tmp_path / "two"), "-q", "--gradflow", "every=2")
+    assert result.returncode == 0, result.stderr
+    assert "VGG08 BN" in result.stdout and "healthy" in result.stdout
+    assert {"report.md", "curves.png", "gradient_flow.png"} <= {p.name for p in (tmp_path / "two").iterdir()}
+    summary = json.loads(next((tmp_path / "two").glob("vgg08-bn-*/summary.json")).read_text())
+    assert summary["gradflow"]["every"] == 2
