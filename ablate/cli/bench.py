@@ -29,7 +29,7 @@ from ablate.build import model_options, num_classes
 from ablate.plugins import check_required
 from ablate.recipe import load_recipe, resolve
 from ablate.registry import AblateError
-from ablate.train.setup import pick_device
+from ablate.train.setup import pick_channels_last, pick_device
 
 console = Console(soft_wrap=True)
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
@@ -71,7 +71,7 @@ def arm_settings(config: dict[str, Any], device: str | None, amp: str | None, ba
         raise AblateError(f"--amp {amp!r} is not valid; choose one of: {', '.join(AMP_CHOICES)}")
     resolved = pick_device(device or t["device"])
     if channels_last is None:
-        channels_last = resolved.type == "cuda" if t["channels_last"] == "auto" else bool(t["channels_last"])
+        channels_last = pick_channels_last(t["channels_last"])
     return {
         "device": str(resolved), "amp": amp, "batch_size": batch_size or t["batch_size"],
         "channels_last": channels_last, "compile": mode or recipe_compile(t["compile"]), "warmup": warmup,

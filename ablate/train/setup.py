@@ -87,3 +87,8 @@ def maybe_compile(model: nn.Module, compile_option: Any) -> nn.Module:
         return model
     mode = None if compile_option in (True, "default") else compile_option
     return torch.compile(model, mode=mode)
+
+
+def pick_channels_last(option: Any) -> bool:
+    """``auto`` means channels_last: faster on CUDA (tensor cores) and on CPU (oneDNN) alike."""
+    return True if option == "auto" else bool(option)

@@ -38,6 +38,7 @@ from ablate.train.setup import (
     configure_cuda,
     make_optimizer,
     maybe_compile,
+    pick_channels_last,
     pick_device,
     pick_precision,
 )
@@ -97,7 +98,7 @@ def prepare(config: dict[str, Any]) -> Setup:
     torch.manual_seed(t["seed"])
     splits = load_data(config, device)
     model, _ = model_for(config, splits.num_classes)
-    channels_last = device.type == "cuda" if t["channels_last"] == "auto" else bool(t["channels_last"])
+    channels_last = pick_channels_last(t["channels_last"])
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     mean, std = channel_stats(splits.train.x)
     loader = DeviceLoader(splits.train, t["batch_size"], mean, std, augment=t["augment"], shuffle=True,
