@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
@@ -19,27 +21,28 @@ from ablate.train.trainer import Progress
 
 console = Console(soft_wrap=True)
 
+
 def rich_progress(quiet: bool) -> tuple[Progress, RichProgress | None]:
+    """A progress bar per epoch (loss, accuracy, img/s, ETA) and one line per epoch; lines only when quiet."""
     if quiet:
         return Progress(epoch_end=lambda row: console.print(_epoch_line(row), highlight=False)), None
     bar = RichProgress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("loss {task.fields[loss]}  {task.fields[ips]} img/s"), TimeRemainingColumn(),
-                       console=console, transient=True)
+                       TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}  {task.fields[ips]} img/s"),
+                       TimeRemainingColumn(), console=console, transient=True)
     task = {"id": None, "t0": 0.0, "shown": 0.0}
 
     def epoch_start(epoch: int, epochs: int, steps: int) -> None:
-        import time
         if task["id"] is not None:
             bar.remove_task(task["id"])
-        task["id"] = bar.add_task("", total=steps, epoch=f"{epoch}/{epochs}", loss="-", ips="-")
+        task["id"] = bar.add_task("", total=steps, epoch=f"{epoch}/{epochs}", loss="-", acc="-", ips="-")
         task["t0"] = task["shown"] = time.perf_counter()
 
-    def step(i: int, loss_sum, seen: int) -> None:
-        import time
+    def step(i: int, loss_sum, correct, seen: int) -> None:
         now = time.perf_counter()
         fields = {}
-        if now - task["shown"] > 1.0:  # read the loss back about once a second, not every step
-            fields = {"loss": f"{loss_sum.item() / seen:.3f}", "ips": f"{seen / (now - task['t0']):,.0f}"}
+        if now - task["shown"] > 1.0:  # read the sums back about once a second, never every step
+            fields = {"loss": f"{loss_sum.item() / seen:.3f}", "acc": f"{100 * correct.item() / seen:.1f}%",
+                      "ips": f"{seen / (now - task['t0']):,.0f}"}
             task["shown"] = now
         bar.update(task["id"], completed=i, **fields)
 
@@ -96,6 +99,11 @@ def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: bool
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: finished epochs are saved in {run_dir}; run the same command to resume")
         raise typer.Exit(130)
+    except torch.OutOfMemoryError:
+        raise AblateError(
+            f"out of GPU memory at batch size {arm.config['train']['batch_size']}; the finished epochs in {run_dir} are "
+            f"kept: lower --batch-size (and add --resume to continue that run) or free the GPU"
+        ) from None
     finally:
         if bar is not None:
             bar.stop()

@@ -54,7 +54,7 @@ class Progress:
     """Hooks for showing progress; the CLI supplies rich ones, tests none."""
 
     epoch_start: Callable[[int, int, int], None] = lambda epoch, epochs, steps: None
-    step: Callable[[int, torch.Tensor, int], None] = lambda step, loss_sum, seen: None
+    step: Callable[[int, torch.Tensor, torch.Tensor, int], None] = lambda step, loss_sum, correct, seen: None
     epoch_end: Callable[[dict[str, float]], None] = lambda row: None
 
 
@@ -148,7 +148,7 @@ def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = Non
             state.step += 1
             state.loss = batch_loss
             callbacks("on_step_end", state)
-            progress.step(i + 1, loss_sum, seen)
+            progress.step(i + 1, loss_sum, correct, seen)
         train_loss, train_acc = loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(
