@@ -68,7 +68,7 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ablate", *args, "--out", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not (killed / "checkpoint.safetensors").exists() and time.time() < deadline:
+    while not (killed / "metrics.csv").exists() and time.time() < deadline:  # written after the checkpoint
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
