@@ -12,6 +12,7 @@ import copy
 import hashlib
 import inspect
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import tomli_w
 
-from ablate.plugins import registry
+from ablate.plugins import check_required, registry
 from ablate.registry import AblateError, UnknownComponentError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -40,7 +41,8 @@ CHOICES = {
     "train.compile": (False, True, "default", "reduce-overhead", "max-autotune"),
 }
 TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", *DEFAULTS)
-RECORDING_ONLY = ("gradflow",)
+AT_LEAST_ONE = ("train.epochs", "train.batch_size", "train.eval_batch_size")
+NOT_IDENTITY = {"name": None, "gradflow": None, "data": ("dir", "download"), "train": ("device", "threads")}
 RESERVED = {"model": ("norm", "shortcut", "num_classes", "in_channels"), "data": ("data_dir", "download")}
 KIND_OF = {"model.arch": "architectures", "model.norm": "norms", "model.shortcut": "shortcuts",
            "data.dataset": "datasets"}
@@ -71,8 +73,16 @@ class Arm:
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a config that decides a run's results: all but what only records them."""
-    return {k: v for k, v in config.items() if k not in RECORDING_ONLY}
+    """The part of a config that decides a run's results: not its name, how it is recorded,
+    where the data lies, or which device and how many threads train it."""
+    out = {}
+    for key, value in config.items():
+        if key in NOT_IDENTITY and NOT_IDENTITY[key] is None:
+            continue
+        if key in NOT_IDENTITY and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in NOT_IDENTITY[key]}
+        out[key] = value
+    return out
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -93,18 +103,40 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> li
 
 
 def resolve(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list[Arm]:
-    for key in raw:
-        if key not in TOP_LEVEL:
-            raise RecipeError(f"{source}: unknown table or key '{key}'; valid: {', '.join(TOP_LEVEL)}")
+    """The recipe's arms, each merged over the base and under ``overrides``, then validated.
+
+    A ``callbacks`` override (from ``--callback``) adds to the recipe's callbacks.
+    """
+    _check_top_level(raw, source)
+    check_required(_string_list(raw.get("required_plugins", []), source, "required_plugins"), source)
+    overrides = dict(overrides)
+    extra_callbacks = overrides.pop("callbacks", [])
     base = {k: v for k, v in raw.items() if k not in ("arms", "sweep")}
     arms_raw = raw.get("arms") or [{}]
+    if not isinstance(arms_raw, list) or not all(isinstance(a, dict) for a in arms_raw):
+        raise RecipeError(f"{source}: arms must be a list of tables, like [[arms]] name = \"VGG38 BN\"")
     arms = []
     for i, arm_raw in enumerate(arms_raw):
         arm_raw = dict(arm_raw)
         name = str(arm_raw.pop("name", raw.get("name", Path(source).stem if not i else f"arm{i}")))
+        label = f"{source} (arm '{name}')" if "arms" in raw else source
         config = merge(merge(base, arm_raw), unflatten(overrides))
-        arms.append(Arm(name, validate(config, f"{source} (arm '{name}')" if "arms" in raw else source)))
+        _check_top_level(config, label)
+        config["callbacks"] = list(config.get("callbacks", [])) + list(extra_callbacks)
+        arms.append(Arm(name, validate(config, label)))
     return arms
+
+
+def _check_top_level(config: dict[str, Any], source: str) -> None:
+    for key in config:
+        if key not in TOP_LEVEL:
+            raise RecipeError(f"{source}: unknown table or key '{key}'; valid: {', '.join(TOP_LEVEL)}")
+
+
+def _string_list(value: Any, source: str, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RecipeError(f"{source}: {key} must be a list of strings, like [\"ablate-extra-norms>=0.1\"]")
+    return value
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +186,7 @@ def validate(config: dict[str, Any], source: str) -> dict[str, Any]:
         _check_component(source, dotted, out, kind)
     _check_options(source, out)
     out["callbacks"] = _check_callbacks(source, config.get("callbacks", []))
-    out["required_plugins"] = list(config.get("required_plugins", []))
+    out["required_plugins"] = _string_list(config.get("required_plugins", []), source, "required_plugins")
     return out
 
 
@@ -175,8 +207,14 @@ def _check_value(source: str, section: str, key: str, value: Any, defaults: dict
         ok = True
     if not ok:
         raise RecipeError(f"{source}: {dotted} = {value!r} must be {want.__name__}, like {defaults[key]!r}")
+    if want is float and not math.isfinite(value):
+        raise RecipeError(f"{source}: {dotted} = {value!r} must be a finite number")
     if want in (int, float) and value < 0:
         raise RecipeError(f"{source}: {dotted} = {value!r} must not be negative")
+    if dotted in AT_LEAST_ONE and value < 1:
+        raise RecipeError(f"{source}: {dotted} = {value!r} must be at least 1")
+    if dotted == "train.seed" and value >= 2**63:
+        raise RecipeError(f"{source}: {dotted} = {value!r} must be below 2**63")
 
 
 def _check_component(source: str, dotted: str, config: dict[str, Any], kind: str) -> None:
@@ -226,8 +264,10 @@ def _check_callbacks(source: str, callbacks: Any) -> list[dict[str, Any]]:
 
 
 def dump(config: dict[str, Any], path: str | Path) -> None:
-    """Write a resolved config as TOML (round-trips through ``load_recipe``)."""
-    Path(path).write_text(tomli_w.dumps(plain(config)))
+    """Write a resolved config as TOML, atomically (round-trips through ``load_recipe``)."""
+    from ablate.train.checkpoint import atomic_write_text
+
+    atomic_write_text(Path(path), tomli_w.dumps(plain(config)))
 
 
 def plain(value: Any) -> Any:

@@ -5,6 +5,7 @@ import torch
 
 from ablate.models import build_model, count_params
 from ablate.plugins import registry
+from ablate.registry import AblateError
 
 TABLE_1 = [
     ("vgg08", "none", "none", 59_716),
@@ -64,9 +65,13 @@ def test_identity_has_no_shortcut_across_downsampling():
     assert sum(isinstance(s, torch.nn.Identity) for s in shortcuts) == 15
 
 
-def test_unreachable_depth_names_valid_depths():
-    with pytest.raises(ValueError, match="depth 9 is not reachable with 3 stages; valid: 8, 14, 20"):
+def test_bad_model_options_are_one_line_errors():
+    with pytest.raises(AblateError, match="model vgg: depth 9 is not reachable with 3 stages; valid: 8, 14, 20"):
         build_model("vgg", depth=9)
+    with pytest.raises(AblateError, match="model vgg08: give depth or blocks_per_stage, not both"):
+        build_model("vgg08", depth=38)
+    with pytest.raises(AblateError, match="model vgg: width must be one positive int or 3 of them"):
+        build_model("vgg", width=0)
 
 
 def test_timm_models_are_built_offline():

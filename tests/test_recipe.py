@@ -1,5 +1,7 @@
 """Recipes: defaults, overrides, arms, and one-line errors naming file, key and choices."""
 
+import re
+
 import pytest
 
 from ablate.recipe import DEFAULTS, RecipeError, load_recipe, parse_set
@@ -72,3 +74,47 @@ def test_bad_input_on_the_cli_is_one_line_and_leaves_no_run(cli, tmp_path):
     assert len(lines) == 1 and lines[0].startswith(
         "error: recipes/vgg38.toml: model.norm = 'bnn': unknown norm 'bnn'; available: bn (ablate), ")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"trian.lr": 0.1}, "r.toml: unknown table or key 'trian'"),
+    ({"train.batch_size": 0}, "r.toml: train.batch_size = 0 must be at least 1"),
+    ({"train.epochs": 0}, "r.toml: train.epochs = 0 must be at least 1"),
+    ({"train.lr": float("nan")}, "r.toml: train.lr = nan must be a finite number"),
+    ({"train.seed": 2**64}, "must be below 2**63"),
+])
+def test_bad_overrides_are_one_line_errors(tmp_path, overrides, message):
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        load_recipe(write(tmp_path, "[model]\narch = 'vgg08'\n"), overrides)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("arms = [1]\n", "r.toml: arms must be a list of tables"),
+    ("required_plugins = 'abc'\n", "r.toml: required_plugins must be a list of strings"),
+    ("[[arms]]\nname = 'a'\n[arms.trian]\nlr = 0.5\n", "r.toml (arm 'a'): unknown table or key 'trian'"),
+])
+def test_malformed_tables_are_one_line_errors(tmp_path, text, message):
+    with pytest.raises(RecipeError, match=re.escape(message)):
+        load_recipe(write(tmp_path, text))
+
+
+def test_cli_callbacks_add_to_the_recipes(tmp_path, register_plugin):
+    from ablate.hookspecs import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def register_callbacks(self, register):
+            register("probe", lambda **options: options)
+
+    register_plugin(Plugin(), name="probe")
+    path = write(tmp_path, "[[callbacks]]\nname = 'probe'\nfactor = 3\n")
+    arm = load_recipe(path, {"callbacks": [{"name": "probe"}]})[0]
+    assert arm.config["callbacks"] == [{"name": "probe", "factor": 3}, {"name": "probe"}]
+
+
+def test_where_and_how_a_run_trains_do_not_change_its_identity():
+    base = load_recipe("recipes/vgg38.toml")[0]
+    moved = load_recipe("recipes/vgg38.toml", {"data.dir": "/elsewhere", "data.download": True, "train.device": "cpu",
+                                               "train.threads": 1, "gradflow.every": 0})[0]
+    assert base.dirname() == moved.dirname()
+    assert base.dirname() != load_recipe("recipes/vgg38.toml", {"train.lr": 0.01})[0].dirname()

@@ -150,3 +150,35 @@ def test_missing_dataset_is_one_clear_error_and_leaves_no_run(cli, tmp_path):
     result = cli("run", "recipes/vgg38.toml", "--data-dir", str(tmp_path / "none"), "--out", str(out))
     assert result.returncode == 2 and "cifar100: no valid copy in" in result.stderr
     assert not out.exists()
+
+
+def test_resume_into_a_different_model_is_one_line_and_keeps_the_run(tmp_path):
+    train(tiny_config(epochs=1), tmp_path)
+    before = (tmp_path / "recipe.toml").read_text()
+    (tmp_path / "summary.json").unlink()  # an unfinished run, as after a kill
+    other = resolve({**{k: tiny_config()[k] for k in ("data", "train")}, "model": {"arch": "vgg08", "width": 8}},
+                    "test", {})[0].config
+    with pytest.raises(AblateError, match="its checkpoint does not fit this recipe's model or optimiser"):
+        train(other, tmp_path)
+    assert (tmp_path / "recipe.toml").read_text() == before
+
+
+def test_resume_flag_does_not_relabel_a_complete_run(tmp_path):
+    from ablate.train.resume import plan
+
+    train(tiny_config(epochs=1), tmp_path)
+    with pytest.raises(AblateError, match="holds a complete run of a different recipe"):
+        plan(tmp_path, tiny_config(epochs=1, lr=0.5), mode="resume")
+
+
+def test_a_failing_arm_does_not_stop_the_others(cli, tmp_path):
+    recipe = tmp_path / "arms.toml"
+    recipe.write_text(
+        'name = "arms"\n[model]\narch = "vgg08"\nwidth = 8\n[data]\ndataset = "synthetic"\ntrain_size = 100\n'
+        'val_size = 50\ntest_size = 50\nnum_classes = 10\n[train]\nepochs = 1\nbatch_size = 50\n'
+        '[[arms]]\nname = "diverges"\ntrain = { lr = 1e6 }\n[[arms]]\nname = "fine"\n')
+    result = cli("run", str(recipe), "--out", str(tmp_path / "runs"), "-q")
+    assert result.returncode == 2
+    assert "error: arm 'diverges': loss became nan in epoch 1" in result.stdout
+    assert result.stderr.strip().endswith("error: 1 of 2 arms failed: diverges")
+    assert (tmp_path / "runs" / "report.md").exists()

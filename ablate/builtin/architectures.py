@@ -19,6 +19,9 @@ def vgg(*, norm: str = "none", shortcut: str = "none", num_classes: int = 100, i
         blocks_per_stage: int | None = None, depth: int | None = None, stages: int = 3,
         width: int | list[int] = 32, negative_slope: float = 0.01) -> nn.Module:
     """VGG of 2 + stages * (2 * blocks_per_stage + 2) weight layers (give blocks_per_stage or depth)."""
+    if depth is not None and blocks_per_stage is not None:
+        raise ValueError(f"give depth or blocks_per_stage, not both (depth {depth}, blocks_per_stage "
+                         f"{blocks_per_stage}); vgg08 and vgg38 fix the depth: use arch 'vgg' with depth")
     blocks = _blocks_for(depth, stages) if blocks_per_stage is None else blocks_per_stage
     return VGG(
         registry("norms").factory(norm),

@@ -26,7 +26,6 @@ from ablate.bench.arms import (
 )
 from ablate.bench.runner import run_arm
 from ablate.build import model_options, num_classes
-from ablate.plugins import check_required
 from ablate.recipe import load_recipe, resolve
 from ablate.registry import AblateError
 from ablate.train.setup import pick_channels_last, pick_device
@@ -53,7 +52,6 @@ def base_config(recipe: str | None) -> tuple[dict[str, Any], dict[str, list[str]
         arms = resolve({"model": {"arch": "vgg38"}}, "defaults", {})
     else:
         arms = load_recipe(recipe)
-        check_required(arms[0].config.get("required_plugins", []), recipe)
     lists = {key: list(dict.fromkeys(arm.config["model"][key] for arm in arms)) for key in ("arch", "norm", "shortcut")}
     return arms[0].config, lists
 

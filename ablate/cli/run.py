@@ -13,7 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from rich.progress import Progress as RichProgress
 
 from ablate.cli import options
-from ablate.plugins import check_required
 from ablate.recipe import Arm, load_recipe
 from ablate.registry import AblateError
 from ablate.train import resume
@@ -142,13 +141,21 @@ def run(
         from ablate.gradflow.tensorboard import require_tensorboard
         require_tensorboard()
     arms = load_recipe(recipe, overrides)
-    for arm in arms:
-        check_required(arm.config.get("required_plugins", []), str(recipe))
     mode = "restart" if restart else "resume" if resume_ else "auto"
     dirs = run_dirs(arms, out)
+    failed = []
     for arm, run_dir in zip(arms, dirs):
-        train_arm(arm, run_dir, mode, quiet, tensorboard)
-    if len(arms) > 1:  # the arms side by side: table, report.md and overlay figures in the parent folder
+        try:
+            train_arm(arm, run_dir, mode, quiet, tensorboard)
+        except AblateError as exc:
+            if len(arms) == 1:
+                raise
+            console.print(f"[red]error:[/] arm '{arm.name}': {exc}", highlight=False)
+            failed.append(arm.name)
+    done = [d for d in dirs if (d / "summary.json").exists()]
+    if len(arms) > 1 and done:  # the arms side by side: table, report.md and overlay figures in the parent folder
         from ablate.report import write_report
         console.print()
-        write_report(dirs, out=dirs[0].parent)
+        write_report(done, out=dirs[0].parent)
+    if failed:
+        raise AblateError(f"{len(failed)} of {len(arms)} arms failed: {', '.join(failed)}")

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from ablate.cli import options
-from ablate.plugins import check_required
 from ablate.registry import AblateError
 from ablate.sweep.executors import LOG
 from ablate.sweep.grid import SweepRun, load_sweep
@@ -44,8 +43,6 @@ def sweep(
         raise AblateError("--jobs and --per-gpu must be at least 1")
     overrides = options.collect_overrides(locals())
     sweep_dir, runs = load_sweep(recipe, overrides, out)
-    for run in runs:
-        check_required(run.config.get("required_plugins", []), str(recipe))
     entries = plan(runs)
     _print_plan(recipe, sweep_dir, entries)
     if dry_run:

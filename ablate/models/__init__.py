@@ -20,9 +20,12 @@ def build_model(arch: str, *, norm: str = "none", shortcut: str = "none", num_cl
     norms, shortcuts = registry("norms"), registry("shortcuts")
     norms.get(norm)
     shortcuts.get(shortcut)
-    return registry("architectures").factory(arch)(
-        norm=norm, shortcut=shortcut, num_classes=num_classes, in_channels=in_channels, **options
-    )
+    try:
+        return registry("architectures").factory(arch)(
+            norm=norm, shortcut=shortcut, num_classes=num_classes, in_channels=in_channels, **options
+        )
+    except (ValueError, TypeError) as exc:
+        raise AblateError(f"model {arch}: {exc}") from None
 
 
 def _timm_model(name: str, num_classes: int, in_channels: int, **options: Any) -> nn.Module:

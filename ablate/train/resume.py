@@ -42,7 +42,10 @@ def plan(run_dir: Path, config: dict[str, Any], mode: str = "auto") -> str:
             f"it with the new recipe, --restart to start over, or choose another --out"
         )
     summary = run_dir / rundir.SUMMARY
-    if not changed and summary.exists() and rundir.read_summary(run_dir).get("status") == "complete":
+    if summary.exists() and rundir.read_summary(run_dir).get("status") == "complete":
+        if changed:
+            raise AblateError(f"{run_dir} holds a complete run of a different recipe ({'; '.join(changed[:3])}); "
+                              f"pass --restart to train it again with the new recipe, or choose another --out")
         return "complete"
     return "resume" if (run_dir / rundir.CHECKPOINT).exists() else "start"
 

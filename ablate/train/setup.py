@@ -40,10 +40,10 @@ def pick_device(name: str) -> torch.device:
 
 
 def configure_cpu(threads: int) -> int:
-    """Use all cores (or ``threads``) and flush denormals: a vanishing VGG38's
+    """Use ``threads``, else OMP_NUM_THREADS, else every core we may run on, and flush denormals: a vanishing VGG38's
     activations underflow into denormals, which are very slow on CPUs."""
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = threads or available
+    threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or available
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     return threads

@@ -116,12 +116,12 @@ def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = Non
     t = config["train"]
     s = prepare(config)
     rundir.ensure_writable(run_dir)
+    rows, best = _resume(run_dir, s)
     dump(config, run_dir / rundir.RECIPE)
     state = TrainState(s.model, s.optimizer, config, run_dir, s.device)
     recorder = _recorder(config, s)
     callbacks = Callbacks([*([recorder] if recorder else []), *(extra_callbacks or []),
                            *build_callbacks(config["callbacks"])])
-    rows, best = _resume(run_dir, s.model, s.optimizer, s.device)
     summary = _summary_base(config, s)
     state.epoch, state.step = len(rows), len(rows) * len(s.loader)
     step_model = maybe_compile(s.model, t["compile"])
@@ -146,14 +146,15 @@ def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = Non
             correct += batch_correct
             seen += len(y)
             state.step += 1
-            state.loss = batch_loss
+            state.loss = batch_loss / len(y)
             callbacks("on_step_end", state)
             progress.step(i + 1, loss_sum, correct, seen)
         train_loss, train_acc = loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
         if not math.isfinite(train_loss):
+            kept = f"keeping the checkpoint of epoch {epoch - 1}" if epoch > 1 else "no epoch was completed"
             raise NonFiniteLossError(
-                f"loss became {train_loss} in epoch {epoch} (lr {lr:g}); stopped, keeping the checkpoint of "
-                f"epoch {epoch - 1} in {run_dir}. Lower --lr or try --norm bn"
+                f"loss became {train_loss} in epoch {epoch} (lr {lr:g}); stopped, {kept} in {run_dir}. "
+                f"Lower --lr or try --norm bn"
             )
         elapsed = time.perf_counter() - start
         val_loss, val_acc = evaluate(s.model, s.evaluators["val"].batches(), s.precision)
@@ -165,8 +166,10 @@ def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = Non
         if best is None or val_acc > best["val_acc"]:
             best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
             save_weights(run_dir / rundir.BEST, s.model, {"epoch": str(epoch)})
+        scaler = s.precision.scaler.state_dict() if s.precision.scaler is not None else None
         save_checkpoint(run_dir / rundir.CHECKPOINT, s.model, s.optimizer,
-                        {"epoch": epoch, "best": best, "rows": rows, "scheduler": {"schedule": t["schedule"], "lr": lr}})
+                        {"epoch": epoch, "best": best, "rows": rows, "scaler": scaler,
+                         "scheduler": {"schedule": t["schedule"], "lr": lr}})
         rundir.write_metrics(run_dir, rows)
         rundir.write_summary(run_dir, _progress_summary(summary, rows, best, "running", recorder))
         progress.epoch_end(row)
@@ -190,12 +193,18 @@ def _recorder(config: dict[str, Any], s: Setup) -> GradFlowRecorder | None:
     return GradFlowRecorder(every, precision=s.precision, init_batch=lambda: next(iter(s.loader.batches(seed=seed))))
 
 
-def _resume(run_dir: Path, model, optimizer, device) -> tuple[list[dict[str, float]], dict | None]:
+def _resume(run_dir: Path, s: Setup) -> tuple[list[dict[str, float]], dict | None]:
     """Epoch rows and best-epoch record of an earlier attempt, with its state restored."""
     path = run_dir / rundir.CHECKPOINT
     if not path.exists():
         return [], None
-    state = load_checkpoint(path, model, optimizer, device)
+    try:
+        state = load_checkpoint(path, s.model, s.optimizer, s.device)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise AblateError(f"{run_dir}: its checkpoint does not fit this recipe's model or optimiser "
+                          f"({str(exc).splitlines()[0]}); use --restart or another --out") from None
+    if s.precision.scaler is not None and state.get("scaler"):
+        s.precision.scaler.load_state_dict(state["scaler"])
     return state["rows"], state.get("best")
 
 

@@ -9,6 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from ablate.models import build_model, count_params
+from ablate.registry import AblateError
 from ablate.testing import check_architecture
 
 ablate_dense = pytest.importorskip("ablate_dense", reason="pip install -e plugins/ablate-dense")
@@ -76,9 +77,9 @@ def test_sum_stage_adds_every_earlier_feature():
 
 
 def test_options_are_checked():
-    with pytest.raises(ValueError, match="mode must be one of concat, sum"):
+    with pytest.raises(AblateError, match="model dense-vgg: .*mode must be one of concat, sum"):
         build_model("dense-vgg", mode="cat")
-    with pytest.raises(ValueError, match="depth 9 is not reachable"):
+    with pytest.raises(AblateError, match="depth 9 is not reachable"):
         build_model("dense-vgg", depth=9)
 
 
