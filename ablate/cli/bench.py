@@ -130,7 +130,7 @@ def bench(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or auto."),
     amp: Optional[str] = typer.Option(None, help="bf16, fp16 or off (default: bf16 on CUDA, off on CPU)."),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
-                                                 help="Channels-last memory format (default: on for CUDA)."),
+                                                 help="Channels-last memory format (default: the recipe's, auto = on, as in the trainer)."),
     compile_: bool = typer.Option(
         False, "--compile", help="torch.compile; may be followed by a MODE: default, reduce-overhead, max-autotune."),
     warmup: int = typer.Option(2, min=0, help="Untimed steps before timing."),

@@ -89,6 +89,8 @@ class Run:
             summary = json.loads((path / SUMMARY).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ReportError(f"{path}: cannot read {SUMMARY}: {exc}") from None
+        if not isinstance(summary, dict) or "params" not in summary:
+            raise ReportError(f"{path}: {SUMMARY} is not an ablate run summary (no 'params' field)")
         recipe = path / "recipe.toml"
         config = read_toml(recipe) if recipe.exists() else None
         return cls(path, summary, config)
@@ -241,6 +243,11 @@ def _name_groups(groups: list[Group]) -> None:
             shown = [f"{k.split('.')[-1]}={flat.get(k, 'default')}" for k in keys[:3]]
             group.extra = {k: flat.get(k) for k in keys}
             group.name = f"{group.label} [{', '.join(shown)}]" if shown else group.label
+        seen: dict[str, int] = {}
+        for group in members:  # still equal when they differ only beyond the first three keys
+            seen[group.name] = seen.get(group.name, 0) + 1
+            if seen[group.name] > 1:
+                group.name += f" #{seen[group.name]}"
 
 
 # -- formatting -----------------------------------------------------------------------------

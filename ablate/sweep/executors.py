@@ -45,17 +45,23 @@ def start(args: list[str], cwd: str, log: Path, env: dict[str, str], cpus: list[
     with open(log, "a") as fh:
         fh.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
         fh.flush()
+        parent = os.getpid()
         return subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **env},
-                                preexec_fn=lambda: _child_setup(cpus))
+                                preexec_fn=lambda: _child_setup(cpus, parent))
 
 
-def _child_setup(cpus: list[int] | None) -> None:
+_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+
+
+def _child_setup(cpus: list[int] | None, parent: int) -> None:
     """In the child: stay on ``cpus`` (the trainer uses as many threads as it may use cores) and
     receive SIGTERM when the parent dies, so a killed sweep leaves no run behind."""
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cpus)
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
 
 
 def run_to_end(args: list[str], cwd: str, log: str, env: dict[str, str]) -> int:
