@@ -86,16 +86,9 @@ class LayerStatistics:
         weights = [p.detach() for p in self.params]
         columns = []
         for tensors in (grads, weights):
-            l1, l2, linf = (torch.stack(_norms(tensors, order)).float() for order in (1.0, 2.0, math.inf))
+            l1, l2, linf = (torch.stack(torch._foreach_norm(tensors, order)).float() for order in (1.0, 2.0, math.inf))
             columns += [l1 * self.inv_numel, l2, linf]
         return torch.stack(columns, dim=1)
-
-
-def _norms(tensors: list[torch.Tensor], order: float) -> list[torch.Tensor]:
-    foreach = getattr(torch, "_foreach_norm", None)
-    if foreach is not None:
-        return list(foreach(tensors, order))
-    return [torch.linalg.vector_norm(t, order) for t in tensors]  # pragma: no cover - old torch
 
 
 def gradient_stats_at_init(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: Any = None) -> "LayerStats":
@@ -305,9 +298,6 @@ class GradFlowRecorder:
         self._reset()
         info = self._judge(state.epoch)
         return {"grad_ratio": info["ratio"]}
-
-    def on_run_end(self, state: Any) -> dict[str, Any]:
-        return {"gradflow": self.summary()} if self.table is not None else {}
 
     # -- results -------------------------------------------------------------------------
 

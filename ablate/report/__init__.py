@@ -39,9 +39,6 @@ NORM_LABELS = {"bn": "BN", "none": ""}
 SHORTCUT_LABELS = {"identity": "RC", "zeropad": "RC(pad)", "proj": "RC(proj)", "none": ""}
 NORM_ORDER = {"none": 0, "bn": 1}
 SHORTCUT_ORDER = {"none": 0, "identity": 1, "zeropad": 2, "proj": 3}
-# keys that do not change what is trained, left out when grouping runs
-NOT_CONFIG = {("name",), ("required_plugins",), ("train", "seed"), ("train", "device"), ("train", "threads"),
-              ("data", "dir"), ("data", "download"), ("gradflow",)}
 SUMMARY = "summary.json"
 SECTION_ORDER = {"model": 0, "train": 1, "callbacks": 2, "data": 3}
 
@@ -125,13 +122,13 @@ class Run:
         return at_init.get("verdict") if isinstance(at_init, dict) else None
 
 
-def _strip(config: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, Any]:
-    out = {}
-    for key, value in config.items():
-        path = (*prefix, key)
-        if path in NOT_CONFIG:
-            continue
-        out[key] = _strip(value, path) if isinstance(value, dict) else value
+def _strip(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's identity (``ablate.recipe.identity``) without its seed and plugin requirements."""
+    from ablate.recipe import identity
+
+    out = {k: v for k, v in identity(config).items() if k != "required_plugins"}
+    if isinstance(out.get("train"), dict):
+        out["train"] = {k: v for k, v in out["train"].items() if k != "seed"}
     return out
 
 
