@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
+from ablate.files import atomic_write_text
 from ablate.plugins import check_required, registry
 from ablate.registry import AblateError, UnknownComponentError
 
@@ -44,6 +43,10 @@ TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", *DEFAULTS
 AT_LEAST_ONE = ("train.epochs", "train.batch_size", "train.eval_batch_size")
 NOT_IDENTITY = {"name": None, "gradflow": None, "data": ("dir", "download"), "train": ("device", "threads")}
 RESERVED = {"model": ("norm", "shortcut", "num_classes", "in_channels"), "data": ("data_dir", "download")}
+OVERRIDES = {"norm": "model.norm", "shortcut": "model.shortcut", "arch": "model.arch", "lr": "train.lr",
+             "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
+             "dataset": "data.dataset", "data_dir": "data.dir", "device": "train.device", "amp": "train.amp"}
+"""Command-line option names (and ``[sweep]`` short keys) for recipe keys."""
 KIND_OF = {"model.arch": "architectures", "model.norm": "norms", "model.shortcut": "shortcuts",
            "data.dataset": "datasets"}
 
@@ -263,11 +266,16 @@ def _check_callbacks(source: str, callbacks: Any) -> list[dict[str, Any]]:
     return [dict(c) for c in callbacks]
 
 
-def dump(config: dict[str, Any], path: str | Path) -> None:
-    """Write a resolved config as TOML, atomically (round-trips through ``load_recipe``)."""
-    from ablate.train.checkpoint import atomic_write_text
+def to_toml(config: dict[str, Any]) -> str:
+    """A resolved config as TOML text (round-trips through ``load_recipe``)."""
+    import tomli_w  # imported here: only writing a recipe needs it
 
-    atomic_write_text(Path(path), tomli_w.dumps(plain(config)))
+    return tomli_w.dumps(plain(config))
+
+
+def dump(config: dict[str, Any], path: str | Path) -> None:
+    """Write a resolved config as TOML, atomically."""
+    atomic_write_text(Path(path), to_toml(config))
 
 
 def plain(value: Any) -> Any:

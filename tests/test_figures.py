@@ -90,7 +90,7 @@ def test_training_curves_are_a_png(tmp_path):
 
 
 def make_run(root: Path, name: str, arch: str, vanishing: bool) -> Path:
-    from ablate.train.rundir import write_metrics
+    from ablate.rundir import write_metrics
 
     run = root / name
     run.mkdir(parents=True)

@@ -230,7 +230,7 @@ def tiny_config(**train):
 
 
 def test_trainer_records_gradflow_without_changing_training(tmp_path):
-    from ablate.train.rundir import read_metrics
+    from ablate.rundir import read_metrics
     from ablate.train.trainer import train
 
     summary = train(tiny_config(every=1), tmp_path / "on")

@@ -22,11 +22,11 @@ from ablate.gradflow import gradient_stats_at_init
 from ablate.models import count_params
 from ablate.plugins import get_plugins
 from ablate.registry import AblateError
-from ablate.train.rundir import environment
 from ablate.train.setup import (
     Precision,
     configure_cpu,
     configure_cuda,
+    environment,
     make_optimizer,
     maybe_compile,
     pick_device,

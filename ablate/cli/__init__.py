@@ -1,4 +1,8 @@
-"""The ``ablate`` command line: a typer app whose commands come from plugins."""
+"""The ``ablate`` command line: the core commands, plus those that plugins add.
+
+Nothing here imports torch: ``ablate --help``, ``--version``, ``list`` and ``plugins``
+stay fast, and each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +36,14 @@ def _root(
 
 
 def build_app() -> typer.Typer:
+    from ablate.cli import bench, inspect, report, run, sweep
+
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
     app.callback()(_root)
+    for name, command in (("run", run.run), ("sweep", sweep.sweep), ("report", report.report), ("bench", bench.bench),
+                          ("describe", inspect.describe), ("list", inspect.list_components),
+                          ("plugins", inspect.plugins)):
+        app.command(name)(command)
     get_plugins().add_commands(app)
     return app
 

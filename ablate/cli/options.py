@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ablate.recipe import parse_set
+from ablate.recipe import OVERRIDES, parse_set
 from ablate.registry import AblateError
 
 Norm = Annotated[Optional[str], typer.Option(help="Norm (ablate list norms).")]
@@ -29,9 +29,6 @@ Gradflow = Annotated[Optional[str], typer.Option(
     help="Record per-layer gradient statistics every N-th step into gradflow.csv (off: not at all).")]
 Out = Annotated[Optional[Path], typer.Option(help="Output directory.")]
 
-OVERRIDES = {"norm": "model.norm", "shortcut": "model.shortcut", "arch": "model.arch", "lr": "train.lr",
-             "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
-             "dataset": "data.dataset", "data_dir": "data.dir", "device": "train.device", "amp": "train.amp"}
 
 
 def parse_gradflow(text: str) -> int:

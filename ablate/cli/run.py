@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
+from ablate import rundir
 from ablate.cli import options
 from ablate.recipe import Arm, load_recipe
 from ablate.registry import AblateError
@@ -76,7 +77,6 @@ def write_figures(run_dir: Path, label: str | None = None) -> None:
 
 
 def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: bool = False) -> dict[str, Any] | None:
-    from ablate.train.rundir import read_summary
     from ablate.train.trainer import train
 
     action = resume.plan(run_dir, arm.config, mode)
@@ -84,7 +84,7 @@ def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: bool
     title = f"[bold]{arm.name}[/]: {m['arch']} norm={m['norm']} shortcut={m['shortcut']} lr={arm.config['train']['lr']:g}"
     if action == "complete":
         console.print(f"{title} — already complete in {run_dir} (--restart trains it again)")
-        return read_summary(run_dir)
+        return rundir.read_summary(run_dir)
     console.print(f"{title} -> {run_dir}" + (" (resuming)" if action == "resume" else ""))
     progress, bar = rich_progress(quiet)
     try:
@@ -93,7 +93,7 @@ def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: bool
         extra = []
         if tensorboard:
             from ablate.gradflow.tensorboard import TensorBoardLogger
-            extra.append(TensorBoardLogger(run_dir / "tensorboard"))
+            extra.append(TensorBoardLogger(run_dir / rundir.TENSORBOARD))
         summary = train(arm.config, run_dir, progress, extra_callbacks=extra)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: finished epochs are saved in {run_dir}; run the same command to resume")
@@ -152,7 +152,7 @@ def run(
                 raise
             console.print(f"[red]error:[/] arm '{arm.name}': {exc}", highlight=False)
             failed.append(arm.name)
-    done = [d for d in dirs if (d / "summary.json").exists()]
+    done = [d for d in dirs if rundir.is_run(d)]
     if len(arms) > 1 and done:  # the arms side by side: table, report.md and overlay figures in the parent folder
         from ablate.report import write_report
         console.print()

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from ablate.cli import options
 from ablate.registry import AblateError
-from ablate.sweep.executors import LOG
+from ablate import rundir
 from ablate.sweep.grid import SweepRun, load_sweep
 from ablate.sweep.runner import MANIFEST, Entry, execute, locked, plan, write_manifest
 from ablate.sweep.view import SweepView, columns
@@ -109,5 +109,5 @@ def _print_result(sweep_dir: Path, entries: list[Entry], table: bool) -> None:
         console.print(f"[red]failed runs[/] ({len(failed)}):")
         for e in failed:
             console.print(f"  {escape(e.run.name)} (seed {e.run.seed}): {escape(e.error or '')}  "
-                          f"[dim]log: {escape(str(e.run.path / LOG))}[/]")
+                          f"[dim]log: {escape(str(e.run.path / rundir.LOG))}[/]")
         raise typer.Exit(1)

@@ -53,10 +53,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ablate import rundir
+
 STATISTICS = ("grad_mean_abs", "grad_norm", "grad_max_abs", "weight_mean_abs", "weight_norm", "weight_max_abs")
 AGGREGATES = ("mean", "last")
 COLUMNS = ("epoch", "layer_index", "layer", "statistic", "aggregate", "value")
-GRADFLOW_CSV = "gradflow.csv"
+GRADFLOW_CSV = rundir.GRADFLOW
 MEAN_ABS = STATISTICS.index("grad_mean_abs")
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -206,10 +208,8 @@ def parse_gradflow(text: str) -> GradFlowTable:
 
 def load_gradflow(run_dir: str | Path) -> GradFlowTable | None:
     """``RUN_DIR/gradflow.csv`` as a table, or None when the run recorded none."""
-    path = Path(run_dir) / GRADFLOW_CSV
-    if not path.exists():
-        return None
-    return parse_gradflow(path.read_text())
+    text = rundir.read_gradflow(Path(run_dir))
+    return None if text is None else parse_gradflow(text)
 
 
 class GradFlowRecorder:
@@ -230,7 +230,7 @@ class GradFlowRecorder:
         self.table: GradFlowTable | None = None
         self.epoch_info: dict[int, dict[str, Any]] = {}
         self._compute: LayerStatistics | None = None
-        self._path: Path | None = None
+        self._run_dir: Path | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -248,7 +248,7 @@ class GradFlowRecorder:
         layers = weight_layers(state.model)
         self._compute = LayerStatistics([p for _, p in layers])
         names = [name for name, _ in layers]
-        self._path = Path(state.run_dir) / GRADFLOW_CSV
+        self._run_dir = Path(state.run_dir)
         self.table = GradFlowTable(names)
         if state.epoch > 0:  # resuming: keep the completed epochs' rows
             self._restore(state, names)
@@ -331,9 +331,7 @@ class GradFlowRecorder:
             old.keep_epochs(state.epoch)
             self.table = old
         try:
-            from ablate.train.rundir import read_summary
-
-            earlier = read_summary(state.run_dir).get("gradflow") or {}
+            earlier = rundir.read_summary(state.run_dir).get("gradflow") or {}
         except Exception:
             earlier = {}
         for entry in [earlier.get("at_init") or {}, *(earlier.get("per_epoch") or [])]:
@@ -342,8 +340,6 @@ class GradFlowRecorder:
                                                    "nonfinite_steps": entry.get("nonfinite_steps", 0)}
 
     def _write(self) -> None:
-        from ablate.train.checkpoint import atomic_write_text
-
-        if self._path is not None and self.table is not None:
-            atomic_write_text(self._path, self.table.to_csv())
+        if self._run_dir is not None and self.table is not None:
+            rundir.write_gradflow(self._run_dir, self.table.to_csv())
 

@@ -30,6 +30,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ablate import rundir
 from ablate.registry import AblateError
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
@@ -39,7 +40,6 @@ NORM_LABELS = {"bn": "BN", "none": ""}
 SHORTCUT_LABELS = {"identity": "RC", "zeropad": "RC(pad)", "proj": "RC(proj)", "none": ""}
 NORM_ORDER = {"none": 0, "bn": 1}
 SHORTCUT_ORDER = {"none": 0, "identity": 1, "zeropad": 2, "proj": 3}
-SUMMARY = "summary.json"
 SECTION_ORDER = {"model": 0, "train": 1, "callbacks": 2, "data": 3}
 
 
@@ -61,12 +61,12 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     for path in map(Path, paths):
         if not path.exists():
             raise ReportError(f"{path}: no such directory")
-        if (path / SUMMARY).is_file():
+        if rundir.is_run(path):
             found[path] = None
             continue
-        runs = sorted(p.parent for p in path.rglob(SUMMARY))
+        runs = rundir.runs_below(path)
         if not runs:
-            raise ReportError(f"{path}: no runs found (no {SUMMARY} in it or below)")
+            raise ReportError(f"{path}: no runs found (no {rundir.SUMMARY} in it or below)")
         found.update(dict.fromkeys(runs))
     return list(found)
 
@@ -80,17 +80,13 @@ class Run:
 
     @classmethod
     def load(cls, path: Path) -> "Run":
-        from ablate.recipe import read_toml
-
         try:
-            summary = json.loads((path / SUMMARY).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ReportError(f"{path}: cannot read {SUMMARY}: {exc}") from None
+            summary = rundir.read_summary(path)
+        except AblateError as exc:
+            raise ReportError(str(exc)) from None
         if not isinstance(summary, dict) or "params" not in summary:
-            raise ReportError(f"{path}: {SUMMARY} is not an ablate run summary (no 'params' field)")
-        recipe = path / "recipe.toml"
-        config = read_toml(recipe) if recipe.exists() else None
-        return cls(path, summary, config)
+            raise ReportError(f"{path}: {rundir.SUMMARY} is not an ablate run summary (no 'params' field)")
+        return cls(path, summary, rundir.read_recipe(path))
 
     @property
     def label(self) -> str:
@@ -408,7 +404,7 @@ def build_report(paths: Iterable[str | Path], diff: Sequence[str] | None = None)
 def default_out(paths: Sequence[str | Path]) -> Path:
     """The first argument when it is a folder of runs, else ``./report``."""
     first = Path(paths[0])
-    return first if first.is_dir() and not (first / SUMMARY).exists() else Path("report")
+    return first if first.is_dir() and not rundir.is_run(first) else Path("report")
 
 
 def write_report(paths: Sequence[str | Path], out: Path | None = None, fmt: str = "table",
@@ -451,7 +447,7 @@ def write_report(paths: Sequence[str | Path], out: Path | None = None, fmt: str 
 
 
 def _write_markdown(report: Report, out: Path) -> None:
-    from ablate.train.checkpoint import atomic_write_text
+    from ablate.files import atomic_write_text
 
     text = "# Results\n\n" + report.markdown()
     images = [p for p in report.figures if p.suffix == ".png"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from ablate import rundir
 from ablate.gradflow.plots import (
     new_figure,
     plot_gradient_flow,
@@ -31,7 +32,6 @@ from ablate.gradflow.stats import load_gradflow
 if TYPE_CHECKING:
     from ablate.report import Run
 
-FIGURES = "figures"
 
 
 def plot_training_curves(rows: Sequence[dict[str, float]], stem: Path, *, title: str = "Training curves",
@@ -62,11 +62,10 @@ def write_run_figures(run_dir: Path, *, label: str | None = None, formats: Itera
     With ``only_if_stale`` a figure is redrawn only when it is missing or older than
     its data (``metrics.csv`` / ``gradflow.csv``).
     """
-    from ablate.train.rundir import METRICS, read_metrics
 
     run_dir = Path(run_dir)
     formats = tuple(formats)
-    folder = run_dir / FIGURES
+    folder = run_dir / rundir.FIGURES
     name = label or run_dir.name
     out: list[Path] = []
 
@@ -76,12 +75,12 @@ def write_run_figures(run_dir: Path, *, label: str | None = None, formats: Itera
         targets = [folder / f"{stem}.{fmt}" for fmt in formats]
         return any(not t.exists() or t.stat().st_mtime < source.stat().st_mtime for t in targets)
 
-    rows = read_metrics(run_dir)
-    if rows and stale("training_curves", run_dir / METRICS):
+    rows = rundir.read_metrics(run_dir)
+    if rows and stale("training_curves", run_dir / rundir.METRICS):
         out += plot_training_curves(rows, folder / "training_curves", title=f"Training curves: {name}", formats=formats)
     table = load_gradflow(run_dir)
     if table is not None and table.epochs:
-        source = run_dir / "gradflow.csv"
+        source = run_dir / rundir.GRADFLOW
         if stale("gradient_flow", source):
             out += plot_gradient_flow(table, folder / "gradient_flow", title=f"Gradient flow: {name}", log=log,
                                       formats=formats)
@@ -121,7 +120,7 @@ def _legend_once(ax, line, label: str, seen: set[str]) -> None:
 
 def plot_curves_overlay(runs: Sequence["Run"], stem: Path, *, formats: Iterable[str] = ("png",)) -> list[Path]:
     """Validation loss and accuracy per epoch of every run, one colour per configuration."""
-    from ablate.train.rundir import read_metrics
+    from ablate.rundir import read_metrics
 
     groups = list(dict.fromkeys(run.group_name for run in runs))
     colour = _colours(groups)
@@ -193,6 +192,6 @@ def plot_gradflow_overlay(runs: Sequence["Run"], stem: Path, *, formats: Iterabl
 def write_overlay_figures(runs: Sequence["Run"], out: Path, *, formats: Iterable[str] = ("png",)) -> list[Path]:
     formats = tuple(formats)
     paths = plot_curves_overlay(runs, Path(out) / "curves", formats=formats)
-    if any((run.path / "gradflow.csv").exists() for run in runs):
+    if any((run.path / rundir.GRADFLOW).exists() for run in runs):
         paths += plot_gradflow_overlay(runs, Path(out) / "gradient_flow", formats=formats)
     return paths

@@ -22,9 +22,8 @@ from typing import Any
 
 from ablate.registry import AblateError
 from ablate.sweep.grid import SweepRun
-from ablate.train import rundir
+from ablate import rundir
 
-LOG = "sweep.log"
 
 
 def run_args(run: SweepRun) -> list[str]:
@@ -78,13 +77,12 @@ def run_to_end(args: list[str], cwd: str, log: str, env: dict[str, str]) -> int:
 def failure(run: SweepRun, status: int) -> str | None:
     """None for a run that exited 0 with a complete summary, else the last line of its log."""
     if status == 0:
-        summary = run.path / rundir.SUMMARY
-        if summary.exists() and rundir.read_summary(run.path).get("status") == "complete":
+        if rundir.is_complete(run.path):
             return None
         return "exited without a complete summary.json"
     if status < 0:
         return f"killed by {signal.Signals(-status).name}"
-    lines = [line.strip() for line in (run.path / LOG).read_text(errors="replace").splitlines() if line.strip()]
+    lines = [line.strip() for line in (run.path / rundir.LOG).read_text(errors="replace").splitlines() if line.strip()]
     last = lines[-1] if lines and not lines[-1].startswith("== ") else ""
     return last.removeprefix("error: ") or f"exited with status {status}"
 
@@ -126,7 +124,7 @@ class LocalExecutor:
         env = {"OMP_NUM_THREADS": str(len(slot.cpus))}
         if slot.gpu is not None and run.config["train"]["device"] in ("auto", "cuda"):
             env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
-        slot.run, slot.proc = run, start(run_args(run), os.getcwd(), run.path / LOG, env, slot.cpus)
+        slot.run, slot.proc = run, start(run_args(run), os.getcwd(), run.path / rundir.LOG, env, slot.cpus)
 
     def poll(self) -> list[tuple[SweepRun, str | None]]:
         ended = []
@@ -178,7 +176,7 @@ class RayExecutor:
 
     def submit(self, run: SweepRun) -> None:
         env = {"OMP_NUM_THREADS": str(self.options["num_cpus"])}
-        ref = self.task.options(**self.options).remote(run_args(run), os.getcwd(), str((run.path / LOG).resolve()), env)
+        ref = self.task.options(**self.options).remote(run_args(run), os.getcwd(), str((run.path / rundir.LOG).resolve()), env)
         self.refs[ref] = run
 
     def poll(self) -> list[tuple[SweepRun, str | None]]:
@@ -193,7 +191,7 @@ class RayExecutor:
             return run, failure(run, self.ray.get(ref))
         except self.ray.exceptions.RayError as exc:
             error = f"ray task failed: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}"
-            with open(run.path / LOG, "a") as fh:
+            with open(run.path / rundir.LOG, "a") as fh:
                 fh.write(f"{exc}\n")
             return run, error
 

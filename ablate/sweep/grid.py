@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.cli.options import OVERRIDES
-from ablate.recipe import DEFAULTS, Arm, RecipeError, read_toml, resolve, unflatten
+from ablate.recipe import DEFAULTS, OVERRIDES, Arm, RecipeError, read_toml, resolve, unflatten
 
 SHORT = {**OVERRIDES, "seeds": "train.seed"}
 SEED = "train.seed"

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ablate.recipe import dump
 from ablate.registry import AblateError
 from ablate.sweep.grid import SweepRun
-from ablate.train import resume, rundir
-from ablate.train.checkpoint import atomic_write_text
+from ablate import rundir
+from ablate.train import resume
+from ablate.files import atomic_write_text
 
 MANIFEST = "sweep.json"
 ACTIONS = {"start": "start", "resume": "resume", "complete": "skip"}
@@ -76,7 +76,7 @@ def execute(entries: list[Entry], executor: Any, save: Callable[[], None], tick:
     queue = [e for e in entries if e.state == "pending"]
     for entry in queue:
         rundir.ensure_writable(entry.run.path)
-        dump(entry.run.config, entry.run.path / rundir.RECIPE)
+        rundir.write_recipe(entry.run.path, entry.run.config)
     by_path = {e.run.path: e for e in queue}
     try:
         while queue or executor.busy():

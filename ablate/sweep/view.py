@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ablate.sweep.runner import Entry
-from ablate.train import rundir
+from ablate import rundir
 
 STYLE = {"running": "cyan", "complete": "green", "failed": "red", "interrupted": "yellow"}
 

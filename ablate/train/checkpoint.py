@@ -8,7 +8,6 @@ metadata under the key ``state``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename onto ``path`` (readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+from ablate.files import atomic_write
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-from ablate.recipe import identity, plain, read_toml
+from ablate import rundir
+from ablate.recipe import identity, plain
 from ablate.registry import AblateError
-from ablate.train import rundir
-
-RUN_FILES = (rundir.RECIPE, rundir.METRICS, rundir.CHECKPOINT, rundir.BEST, rundir.SUMMARY)
 
 
 def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -29,31 +26,22 @@ def plan(run_dir: Path, config: dict[str, Any], mode: str = "auto") -> str:
     A directory holding a run of a different recipe is refused unless ``mode``
     says what to do, so that nothing is silently mixed or overwritten.
     """
-    recipe = run_dir / rundir.RECIPE
-    if not recipe.exists():
+    saved = rundir.read_recipe(run_dir)
+    if saved is None:
         return "start"
     if mode == "restart":
-        clear(run_dir)
+        rundir.clear(run_dir)
         return "start"
-    changed = differences(identity(read_toml(recipe)), identity(plain(config)))
+    changed = differences(identity(saved), identity(plain(config)))
     if changed and mode != "resume":
         raise AblateError(
             f"{run_dir} holds a run of a different recipe ({'; '.join(changed[:3])}); pass --resume to continue "
             f"it with the new recipe, --restart to start over, or choose another --out"
         )
-    summary = run_dir / rundir.SUMMARY
-    if summary.exists() and rundir.read_summary(run_dir).get("status") == "complete":
+    if rundir.is_complete(run_dir):
         if changed:
             raise AblateError(f"{run_dir} holds a complete run of a different recipe ({'; '.join(changed[:3])}); "
                               f"pass --restart to train it again with the new recipe, or choose another --out")
         return "complete"
     return "resume" if (run_dir / rundir.CHECKPOINT).exists() else "start"
 
-
-def clear(run_dir: Path) -> None:
-    """Remove a run's files (and nothing else) from ``run_dir``."""
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    (run_dir / "gradflow.csv").unlink(missing_ok=True)
-    for extra in ("figures", "tensorboard"):
-        shutil.rmtree(run_dir / extra, ignore_errors=True)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from ablate import __version__
 from ablate.registry import AblateError
 
 
@@ -92,3 +94,20 @@ def maybe_compile(model: nn.Module, compile_option: Any) -> nn.Module:
 def pick_channels_last(option: Any) -> bool:
     """``auto`` means channels_last: faster on CUDA (tensor cores) and on CPU (oneDNN) alike."""
     return True if option == "auto" else bool(option)
+
+
+def environment(device: torch.device, plugins: dict[str, str], threads: int | None = None) -> dict[str, Any]:
+    """What ran it: versions, device, threads and plugins, for run records."""
+    env: dict[str, Any] = {
+        "ablate": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "threads": threads or torch.get_num_threads(),
+        "plugins": plugins,
+    }
+    return env

@@ -22,9 +22,8 @@ from ablate.data.augment import DeviceLoader, channel_stats
 from ablate.gradflow import GradFlowRecorder
 from ablate.models import count_params
 from ablate.plugins import get_plugins, registry
-from ablate.recipe import dump
 from ablate.registry import AblateError
-from ablate.train import rundir
+from ablate import rundir
 from ablate.train.callbacks import Callbacks, TrainState, build_callbacks
 from ablate.train.checkpoint import (
     load_checkpoint,
@@ -36,6 +35,7 @@ from ablate.train.setup import (
     Precision,
     configure_cpu,
     configure_cuda,
+    environment,
     make_optimizer,
     maybe_compile,
     pick_channels_last,
@@ -117,7 +117,7 @@ def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = Non
     s = prepare(config)
     rundir.ensure_writable(run_dir)
     rows, best = _resume(run_dir, s)
-    dump(config, run_dir / rundir.RECIPE)
+    rundir.write_recipe(run_dir, config)
     state = TrainState(s.model, s.optimizer, config, run_dir, s.device)
     recorder = _recorder(config, s)
     callbacks = Callbacks([*([recorder] if recorder else []), *(extra_callbacks or []),
@@ -215,7 +215,7 @@ def _summary_base(config: dict[str, Any], s: Setup) -> dict[str, Any]:
         "lr": t["lr"], "seed": t["seed"], "dataset": s.splits.name, "num_classes": s.splits.num_classes,
         "sizes": s.splits.sizes, "params": count_params(s.model), "epochs": t["epochs"], "amp": s.precision.name,
         "channels_last": s.channels_last,
-        "environment": rundir.environment(s.device, get_plugins().versions(), s.threads),
+        "environment": environment(s.device, get_plugins().versions(), s.threads),
     }
 
 

@@ -1,0 +1,127 @@
+"""The run directory: the one place that knows what a run leaves behind and how to read it back.
+
+    recipe.toml             the resolved recipe (``ablate run DIR/recipe.toml`` repeats it)
+    metrics.csv             one row per epoch
+    checkpoint.safetensors  model, optimiser, scheduler, RNG state and epoch (last epoch)
+    best.safetensors        weights of the best-validation epoch
+    summary.json            params, progress, final and test metrics, environment, plugins
+    gradflow.csv            per-layer gradient statistics (format in ``ablate.gradflow.stats``)
+    figures/                the run's figures (``ablate.report.plots``)
+    tensorboard/            TensorBoard events (``ablate run --tensorboard``)
+    sweep.log               output of the run when a sweep trained it
+
+A run is *complete* when its summary says so; ``clear`` removes exactly what
+ablate writes here (``--restart``) and nothing else.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ablate.files import atomic_write_text
+from ablate.registry import AblateError
+
+RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY = (
+    "recipe.toml", "metrics.csv", "checkpoint.safetensors", "best.safetensors", "summary.json")
+GRADFLOW, FIGURES, TENSORBOARD, LOG = "gradflow.csv", "figures", "tensorboard", "sweep.log"
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "images_per_second"]
+CLEARED_FILES = (RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY, GRADFLOW)
+CLEARED_FOLDERS = (FIGURES, TENSORBOARD)
+
+
+def ensure_writable(run_dir: Path) -> None:
+    """Create ``run_dir`` (and parents) or fail with one clear line."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise AblateError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}; choose another --out") from None
+
+
+def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    columns = METRIC_COLUMNS + sorted({k for r in rows for k in r} - set(METRIC_COLUMNS))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(run_dir / METRICS, buf.getvalue())
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()}
+                for row in csv.DictReader(fh)]
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / SUMMARY
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise AblateError(f"{run_dir}: not a run directory (no {SUMMARY})") from None
+    except (OSError, ValueError) as exc:
+        raise AblateError(f"{path}: cannot read {SUMMARY}: {exc}") from None
+
+
+def write_gradflow(run_dir: Path, text: str) -> None:
+    atomic_write_text(Path(run_dir) / GRADFLOW, text)
+
+
+def read_gradflow(run_dir: Path) -> str | None:
+    """The text of ``gradflow.csv``, or None when the run recorded none."""
+    path = Path(run_dir) / GRADFLOW
+    return path.read_text() if path.exists() else None
+
+
+def is_run(path: Path) -> bool:
+    """Whether ``path`` holds a run (a ``summary.json``)."""
+    return (Path(path) / SUMMARY).is_file()
+
+
+def runs_below(folder: Path) -> list[Path]:
+    """Every run directory at any depth below ``folder``, sorted."""
+    return sorted(p.parent for p in Path(folder).rglob(SUMMARY))
+
+
+def is_complete(run_dir: Path) -> bool:
+    return is_run(run_dir) and read_summary(run_dir).get("status") == "complete"
+
+
+def has_recipe(run_dir: Path) -> bool:
+    return (Path(run_dir) / RECIPE).is_file()
+
+
+def read_recipe(run_dir: Path) -> dict[str, Any] | None:
+    """The run's saved recipe as a plain dict, or None when it has none."""
+    from ablate.recipe import read_toml
+
+    return read_toml(Path(run_dir) / RECIPE) if has_recipe(run_dir) else None
+
+
+def write_recipe(run_dir: Path, config: dict[str, Any]) -> None:
+    """Save the resolved recipe (round-trips through ``ablate.recipe.load_recipe``), atomically."""
+    from ablate.recipe import dump
+
+    dump(config, Path(run_dir) / RECIPE)
+
+
+def clear(run_dir: Path) -> None:
+    """Remove a run's files (and nothing else) from ``run_dir``."""
+    for name in CLEARED_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for folder in CLEARED_FOLDERS:
+        shutil.rmtree(run_dir / folder, ignore_errors=True)
