@@ -1,16 +1,18 @@
-"""From a recipe (or a bare architecture name) to a model and its input shape."""
+"""From a resolved recipe (or a bare architecture name) to its data, its model and the model's input shape."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
+from ablate.data import DataSpec, Splits, data_spec
 from ablate.models import build_model
 from ablate.plugins import registry
-from ablate.recipe import DEFAULTS, RESERVED, Arm, load_recipe, resolve
+from ablate.recipe import DATA_KEYS, DEFAULTS, RESERVED, Arm, load_recipe, resolve
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def arm_from_target(target: str, overrides: dict[str, Any]) -> Arm:
@@ -21,15 +23,23 @@ def arm_from_target(target: str, overrides: dict[str, Any]) -> Arm:
     return resolve({"model": {"arch": target}}, "command line", overrides)[0]
 
 
+def dataset_spec(data: dict[str, Any]) -> DataSpec:
+    """Classes and input shape of the recipe's dataset, without loading it."""
+    options = {k: v for k, v in data.items() if k not in DATA_KEYS}
+    return data_spec(registry("datasets").factory(data["dataset"]), options)
+
+
 def num_classes(data: dict[str, Any]) -> int:
     """Classes of the recipe's dataset, without loading it."""
-    if "num_classes" in data:
-        return int(data["num_classes"])
+    return dataset_spec(data).num_classes
+
+
+def load_data(config: dict[str, Any], device: torch.device | str) -> Splits:
+    """The recipe's dataset, on ``device``."""
+    data = config["data"]
+    options = {k: v for k, v in data.items() if k not in DATA_KEYS}
     factory = registry("datasets").factory(data["dataset"])
-    param = inspect.signature(factory).parameters.get("num_classes")
-    if param is not None and param.default is not inspect.Parameter.empty:
-        return int(param.default)
-    return int(getattr(factory, "num_classes", 100))
+    return factory(data_dir=data["dir"], download=data["download"], **options).to(device)
 
 
 def model_options(config: dict[str, Any]) -> dict[str, Any]:
@@ -38,9 +48,8 @@ def model_options(config: dict[str, Any]) -> dict[str, Any]:
 
 def model_for(config: dict[str, Any], classes: int | None = None) -> tuple[nn.Module, tuple[int, int, int]]:
     """The model a resolved config describes, and the (C, H, W) input it expects."""
-    m, data = config["model"], config["data"]
-    channels = int(data.get("channels", 3))
-    size = int(data.get("image_size", 32))
-    model = build_model(m["arch"], norm=m["norm"], shortcut=m["shortcut"],
-                        num_classes=classes or num_classes(data), in_channels=channels, **model_options(config))
-    return model, (channels, size, size)
+    m = config["model"]
+    spec = dataset_spec(config["data"])
+    model = build_model(m["arch"], norm=m["norm"], shortcut=m["shortcut"], num_classes=classes or spec.num_classes,
+                        in_channels=spec.input_shape[0], **model_options(config))
+    return model, spec.input_shape

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ablate.files import atomic_write_text
+from ablate.models import architecture
 from ablate.plugins import check_required, registry
-from ablate.registry import AblateError, UnknownComponentError
+from ablate.registry import AblateError, Component, UnknownComponentError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"arch": "vgg38", "norm": "none", "shortcut": "none"},
@@ -32,6 +33,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "gradflow": {"every": 1},
 }
+DATA_KEYS = tuple(DEFAULTS["data"])
+"""The ``[data]`` keys that are not options of the dataset factory."""
 CHOICES = {
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("cosine", "constant"),
@@ -223,28 +226,30 @@ def _check_value(source: str, section: str, key: str, value: Any, defaults: dict
 def _check_component(source: str, dotted: str, config: dict[str, Any], kind: str) -> None:
     section, key = dotted.split(".")
     name = config[section][key]
-    if kind == "architectures" and str(name).startswith("timm:"):
-        return
     try:
-        registry(kind).get(name)
+        _component(kind, name)
     except UnknownComponentError as exc:
         raise RecipeError(f"{source}: {dotted} = {name!r}: {exc}") from None
+
+
+def _component(kind: str, name: str) -> Component:
+    """A registered component; architectures may also be ``timm:<name>``."""
+    if kind == "architectures":
+        return architecture(name)
+    return registry(kind).get(name)
 
 
 def _check_options(source: str, config: dict[str, Any]) -> None:
     """Extra keys in [model] and [data] must be parameters of the chosen factory."""
     for section, key, kind in (("model", "arch", "architectures"), ("data", "dataset", "datasets")):
-        name = config[section][key]
-        if name.startswith("timm:"):
-            continue
-        params = inspect.signature(registry(kind).factory(name)).parameters
+        params = inspect.signature(_component(kind, config[section][key]).factory).parameters
         if any(p.kind is p.VAR_KEYWORD for p in params.values()):
             continue
         valid = [p for p in params if p not in RESERVED[section]]
         for extra in config[section]:
             if extra not in DEFAULTS[section] and extra not in valid:
                 raise RecipeError(
-                    f"{source}: unknown key '{section}.{extra}' for {kind[:-1]} '{name}'; "
+                    f"{source}: unknown key '{section}.{extra}' for {kind[:-1]} '{config[section][key]}'; "
                     f"valid: {', '.join(list(DEFAULTS[section]) + valid)}"
                 )
 

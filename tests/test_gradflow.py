@@ -13,7 +13,7 @@ from ablate.gradflow import (
     COLUMNS,
     STATISTICS,
     GradFlowRecorder,
-    LayerStatistics,
+    DeviceStatistics,
     gradient_stats_at_init,
     load_gradflow,
     weight_layers,
@@ -53,7 +53,7 @@ def test_layers_are_weights_with_two_or_more_dims_in_order():
 def test_statistics_match_a_hand_computation():
     model = tiny_model()
     set_grads(model)
-    values = LayerStatistics([p for _, p in weight_layers(model)])()
+    values = DeviceStatistics([p for _, p in weight_layers(model)])()
     assert values.shape == (2, len(STATISTICS))
     for row, grad, weight in ((0, G1, model[0].weight), (1, G2, model[2].weight)):
         expected = hand(grad) + hand(weight.detach())
@@ -66,7 +66,7 @@ def test_statistics_match_a_hand_computation():
 def test_a_missing_gradient_counts_as_zero():
     model = tiny_model()
     model[0].weight.grad = G1
-    values = LayerStatistics([p for _, p in weight_layers(model)])()
+    values = DeviceStatistics([p for _, p in weight_layers(model)])()
     assert values[1, :3].tolist() == [0.0, 0.0, 0.0]
 
 

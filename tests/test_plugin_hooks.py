@@ -149,8 +149,9 @@ def test_register_callbacks_from_a_recipe_table(plugins):
 
 
 def test_register_commands_adds_a_cli_command(plugins):
-    app = typer.Typer()
-    plugins.add_commands(app)
+    from ablate.cli import build_app
+
+    app = build_app()
     result = CliRunner().invoke(app, ["hello", "--name", "ablate"])
     assert result.exit_code == 0, result.output
     assert result.output == "hello ablate\n"

@@ -84,11 +84,11 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path):
 
 def test_changed_recipe_in_the_same_directory_is_refused(tmp_path):
     train(tiny_config(), tmp_path)
-    from ablate.train.resume import plan
+    from ablate.train.resume import decide
     with pytest.raises(AblateError, match=r"holds a run of a different recipe \(train.lr: 0.001 -> 0.01\)"):
-        plan(tmp_path, tiny_config(lr=0.01))
-    assert plan(tmp_path, tiny_config()) == "complete"
-    assert plan(tmp_path, tiny_config(lr=0.01), mode="restart") == "start"
+        decide(tmp_path, tiny_config(lr=0.01))
+    assert decide(tmp_path, tiny_config()) == "complete"
+    assert decide(tmp_path, tiny_config(lr=0.01), mode="restart") == "start"
     assert not (tmp_path / "summary.json").exists()
 
 
@@ -164,11 +164,11 @@ def test_resume_into_a_different_model_is_one_line_and_keeps_the_run(tmp_path):
 
 
 def test_resume_flag_does_not_relabel_a_complete_run(tmp_path):
-    from ablate.train.resume import plan
+    from ablate.train.resume import decide
 
     train(tiny_config(epochs=1), tmp_path)
     with pytest.raises(AblateError, match="holds a complete run of a different recipe"):
-        plan(tmp_path, tiny_config(epochs=1, lr=0.5), mode="resume")
+        decide(tmp_path, tiny_config(epochs=1, lr=0.5), mode="resume")
 
 
 def test_a_failing_arm_does_not_stop_the_others(cli, tmp_path):

@@ -10,7 +10,7 @@ from ablate.gradflow.verdict import (
     NONFINITE_FRACTION,
     VANISHING_RATIO,
     judge,
-    verdict,
+    verdict_label,
 )
 
 
@@ -30,11 +30,11 @@ def test_vanishing_profile_like_plain_vgg38():
 
 
 def test_exploding_ratio():
-    assert verdict([1.0, 1e-2, 1e-6]) == "exploding"  # ratio 1e6
+    assert verdict_label([1.0, 1e-2, 1e-6]) == "exploding"  # ratio 1e6
 
 
 def test_exploding_magnitude_even_with_a_flat_profile():
-    assert verdict([15.0, 12.0, 5.0]) == "exploding"
+    assert verdict_label([15.0, 12.0, 5.0]) == "exploding"
 
 
 def test_all_zero_layer_is_vanishing():
@@ -57,19 +57,19 @@ def test_non_finite_layer_is_exploding(bad):
 
 
 def test_many_non_finite_steps_is_exploding():
-    assert verdict([1e-3, 1e-3], nonfinite_fraction=NONFINITE_FRACTION * 2) == "exploding"
-    assert verdict([1e-3, 1e-3], nonfinite_fraction=NONFINITE_FRACTION / 2) == "healthy"
+    assert verdict_label([1e-3, 1e-3], nonfinite_fraction=NONFINITE_FRACTION * 2) == "exploding"
+    assert verdict_label([1e-3, 1e-3], nonfinite_fraction=NONFINITE_FRACTION / 2) == "healthy"
 
 
 def test_thresholds_are_inclusive_on_the_healthy_side():
-    assert verdict([VANISHING_RATIO, 1.0]) == "healthy"
-    assert verdict([VANISHING_RATIO * 0.99, 1.0]) == "vanishing"
-    assert verdict([1.0, 1 / EXPLODING_RATIO]) == "healthy"
-    assert verdict([EXPLODING_MEAN_ABS, 1.0]) == "healthy"
+    assert verdict_label([VANISHING_RATIO, 1.0]) == "healthy"
+    assert verdict_label([VANISHING_RATIO * 0.99, 1.0]) == "vanishing"
+    assert verdict_label([1.0, 1 / EXPLODING_RATIO]) == "healthy"
+    assert verdict_label([EXPLODING_MEAN_ABS, 1.0]) == "healthy"
 
 
 def test_empty_profile_is_unknown():
-    assert verdict([]) == "unknown"
+    assert verdict_label([]) == "unknown"
 
 
 def study_batch():

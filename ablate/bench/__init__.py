@@ -6,6 +6,6 @@
 """
 
 from ablate.bench.arms import BenchArm, check_names, expand_arms
-from ablate.bench.runner import run_arm, run_arms
+from ablate.bench.runner import run_arm
 
-__all__ = ["BenchArm", "check_names", "expand_arms", "run_arm", "run_arms"]
+__all__ = ["BenchArm", "check_names", "expand_arms", "run_arm"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from ablate.models import TIMM_PREFIX, build_model
+from ablate.models import build_model, timm
 from ablate.plugins import registry
 from ablate.registry import AblateError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 NOT_APPLICABLE = "-"
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -40,7 +41,7 @@ class BenchArm:
 
     @property
     def is_timm(self) -> bool:
-        return self.arch.startswith(TIMM_PREFIX)
+        return timm.is_timm(self.arch)
 
     @property
     def label(self) -> str:
@@ -61,7 +62,7 @@ def expand_arms(archs: list[str], norms: list[str], shortcuts: list[str], **sett
     seen: set[tuple[str, str, str]] = set()
     arms = []
     for arch, norm, shortcut in itertools.product(archs, norms, shortcuts):
-        if arch.startswith(TIMM_PREFIX):
+        if timm.is_timm(arch):
             norm = shortcut = NOT_APPLICABLE
         if (arch, norm, shortcut) not in seen:
             seen.add((arch, norm, shortcut))
@@ -76,17 +77,10 @@ def check_names(archs: list[str], norms: list[str], shortcuts: list[str]) -> Non
     for name in shortcuts:
         registry("shortcuts").get(name)
     for name in archs:
-        if name.startswith(TIMM_PREFIX):
-            _check_timm(name[len(TIMM_PREFIX):])
+        if timm.is_timm(name):
+            timm.check(name)
         else:
             registry("architectures").get(name)
-
-
-def _check_timm(name: str) -> None:
-    import timm
-
-    if not timm.list_models(name):
-        raise AblateError(f"unknown timm model '{name}'; see `timm.list_models('*{name[:4]}*')`")
 
 
 def split_list(text: str | None) -> list[str] | None:

@@ -5,28 +5,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any, Iterable
+from typing import Any
 
 from ablate.bench.arms import BenchArm
 from ablate.bench.schema import empty_row
 
 
-def run_arm(arm: BenchArm, timeout: float | None = None) -> dict[str, Any]:
-    """Bench ``arm`` in ``python -m ablate.bench.worker``; a crash or timeout becomes a row with an error."""
+def run_arm(arm: BenchArm) -> dict[str, Any]:
+    """Bench ``arm`` in ``python -m ablate.bench.worker``; a crash becomes a row with an error."""
     command = [sys.executable, "-m", "ablate.bench.worker", json.dumps(arm.as_dict())]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return _failed(arm, f"timed out after {timeout:g} s; use fewer --steps or a smaller --batch-size")
+    done = subprocess.run(command, capture_output=True, text=True)
     row = _last_json_line(done.stdout)
     if row is not None:
         return row
     return _failed(arm, _crash_reason(done))
-
-
-def run_arms(arms: Iterable[BenchArm], timeout: float | None = None) -> list[dict[str, Any]]:
-    """Bench the arms one after another (never concurrently: they would share the device)."""
-    return [run_arm(arm, timeout) for arm in arms]
 
 
 def _last_json_line(stdout: str) -> dict[str, Any] | None:

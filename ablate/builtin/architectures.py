@@ -1,44 +1,34 @@
 """Built-in architectures: the study's VGG family.
 
-``factory(*, norm, shortcut, num_classes, in_channels, **options) -> nn.Module``,
-where ``norm`` and ``shortcut`` are component names.
+``factory(*, norm, shortcut, num_classes, in_channels, **options) -> nn.Module``, where
+``norm`` and ``shortcut`` are the chosen norm and shortcut factories.
 """
 
 from __future__ import annotations
 
 from functools import partial
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ablate.hookspecs import Register, hookimpl
-from ablate.models.vgg import VGG
-from ablate.plugins import registry
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ablate.models.vgg import NormFactory, ShortcutFactory
 
 
-def vgg(*, norm: str = "none", shortcut: str = "none", num_classes: int = 100, in_channels: int = 3,
+def vgg(*, norm: NormFactory, shortcut: ShortcutFactory, num_classes: int = 100, in_channels: int = 3,
         blocks_per_stage: int | None = None, depth: int | None = None, stages: int = 3,
         width: int | list[int] = 32, negative_slope: float = 0.01) -> nn.Module:
     """VGG of 2 + stages * (2 * blocks_per_stage + 2) weight layers (give blocks_per_stage or depth)."""
+    from ablate.models.vgg import VGG, blocks_for
+
     if depth is not None and blocks_per_stage is not None:
         raise ValueError(f"give depth or blocks_per_stage, not both (depth {depth}, blocks_per_stage "
                          f"{blocks_per_stage}); vgg08 and vgg38 fix the depth: use arch 'vgg' with depth")
-    blocks = _blocks_for(depth, stages) if blocks_per_stage is None else blocks_per_stage
-    return VGG(
-        registry("norms").factory(norm),
-        registry("shortcuts").factory(shortcut),
-        blocks_per_stage=blocks, stages=stages, width=width, num_classes=num_classes,
-        in_channels=in_channels, negative_slope=negative_slope,
-    )
-
-
-def _blocks_for(depth: int | None, stages: int) -> int:
-    if depth is None:
-        return 5
-    blocks, rest = divmod(depth - 2 - 2 * stages, 2 * stages)
-    if rest or blocks < 0:
-        valid = ", ".join(str(2 + stages * (2 * b + 2)) for b in range(5))
-        raise ValueError(f"depth {depth} is not reachable with {stages} stages; valid: {valid}, ...")
-    return blocks
+    blocks = blocks_for(depth, stages) if blocks_per_stage is None else blocks_per_stage
+    return VGG(norm, shortcut, blocks_per_stage=blocks, stages=stages, width=width, num_classes=num_classes,
+               in_channels=in_channels, negative_slope=negative_slope)
 
 
 @hookimpl

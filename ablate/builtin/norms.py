@@ -1,19 +1,26 @@
-"""Built-in norms: ``factory(num_channels) -> nn.Module``."""
+"""Built-in norms: ``factory(num_channels) -> nn.Module``. torch is imported when a norm is built."""
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ablate.hookspecs import Register, hookimpl
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def batch_norm(num_channels: int) -> nn.Module:
     """BatchNorm2d after each conv, before the activation (Ioffe & Szegedy 2015)."""
+    from torch import nn
+
     return nn.BatchNorm2d(num_channels)
 
 
 def no_norm(num_channels: int) -> nn.Module:
     """No normalisation (the study's plain VGG)."""
+    from torch import nn
+
     return nn.Identity()
 
 

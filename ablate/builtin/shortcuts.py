@@ -1,19 +1,27 @@
 """Built-in shortcuts: ``factory(in_channels, out_channels, stride, norm) -> nn.Module | None``.
 
 A block with stride 1 and equal channels is a processing block; any other block is a
-downsampling block.
+downsampling block. torch is imported when a shortcut is built.
 """
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ablate.hookspecs import Register, hookimpl
-from ablate.models.shortcuts import ZeroPadShortcut, projection
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def _is_processing(in_channels: int, out_channels: int, stride: int) -> bool:
     return stride == 1 and in_channels == out_channels
+
+
+def _identity() -> nn.Module:
+    from torch import nn
+
+    return nn.Identity()
 
 
 def no_shortcut(in_channels: int, out_channels: int, stride: int, norm) -> nn.Module | None:
@@ -23,20 +31,24 @@ def no_shortcut(in_channels: int, out_channels: int, stride: int, norm) -> nn.Mo
 
 def identity(in_channels: int, out_channels: int, stride: int, norm) -> nn.Module | None:
     """Identity skip around processing blocks, none across downsampling (the study's RC)."""
-    return nn.Identity() if _is_processing(in_channels, out_channels, stride) else None
+    return _identity() if _is_processing(in_channels, out_channels, stride) else None
 
 
 def zeropad(in_channels: int, out_channels: int, stride: int, norm) -> nn.Module | None:
     """Identity skips, plus subsampling with zero-padded channels across downsampling (option A)."""
+    from ablate.models.shortcuts import ZeroPadShortcut
+
     if _is_processing(in_channels, out_channels, stride):
-        return nn.Identity()
+        return _identity()
     return ZeroPadShortcut(in_channels, out_channels, stride)
 
 
 def proj(in_channels: int, out_channels: int, stride: int, norm) -> nn.Module | None:
     """Identity skips, plus a strided 1x1 conv and the norm across downsampling (option B)."""
+    from ablate.models.shortcuts import projection
+
     if _is_processing(in_channels, out_channels, stride):
-        return nn.Identity()
+        return _identity()
     return projection(in_channels, out_channels, stride, norm)
 
 

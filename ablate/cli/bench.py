@@ -25,10 +25,9 @@ from ablate.bench.arms import (
     split_list,
 )
 from ablate.bench.runner import run_arm
-from ablate.build import model_options, num_classes
+from ablate.build import dataset_spec, model_options
 from ablate.recipe import load_recipe, resolve
 from ablate.registry import AblateError
-from ablate.train.setup import pick_channels_last, pick_device
 
 console = Console(soft_wrap=True)
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
@@ -63,7 +62,9 @@ def recipe_compile(value: Any) -> str | None:
 def arm_settings(config: dict[str, Any], device: str | None, amp: str | None, batch_size: int | None,
                  channels_last: bool | None, mode: str | None, warmup: int, steps: int) -> dict[str, Any]:
     """Settings shared by every arm: the command line's, else the recipe's."""
-    t, data = config["train"], config["data"]
+    from ablate.train.setup import pick_channels_last, pick_device
+
+    t, spec = config["train"], dataset_spec(config["data"])
     amp = amp or t["amp"]
     if amp not in AMP_CHOICES:
         raise AblateError(f"--amp {amp!r} is not valid; choose one of: {', '.join(AMP_CHOICES)}")
@@ -73,8 +74,8 @@ def arm_settings(config: dict[str, Any], device: str | None, amp: str | None, ba
     return {
         "device": str(resolved), "amp": amp, "batch_size": batch_size or t["batch_size"],
         "channels_last": channels_last, "compile": mode or recipe_compile(t["compile"]), "warmup": warmup,
-        "steps": steps, "threads": t["threads"], "seed": t["seed"], "num_classes": num_classes(data),
-        "in_channels": int(data.get("channels", 3)), "image_size": int(data.get("image_size", 32)),
+        "steps": steps, "threads": t["threads"], "seed": t["seed"], "num_classes": spec.num_classes,
+        "in_channels": spec.input_shape[0], "image_size": spec.input_shape[1],
         "train": {k: t[k] for k in ("optimizer", "lr", "weight_decay")}, "options": model_options(config),
     }
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
@@ -15,15 +14,18 @@ from rich.progress import Progress as RichProgress
 from ablate import rundir
 from ablate.cli import options
 from ablate.recipe import Arm, load_recipe
+
+if TYPE_CHECKING:
+    from ablate.train.trainer import Progress
 from ablate.registry import AblateError
-from ablate.train import resume
-from ablate.train.trainer import Progress
 
 console = Console(soft_wrap=True)
 
 
 def rich_progress(quiet: bool) -> tuple[Progress, RichProgress | None]:
     """A progress bar per epoch (loss, accuracy, img/s, ETA) and one line per epoch; lines only when quiet."""
+    from ablate.train.trainer import Progress
+
     if quiet:
         return Progress(epoch_end=lambda row: console.print(_epoch_line(row), highlight=False)), None
     bar = RichProgress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
@@ -77,9 +79,12 @@ def write_figures(run_dir: Path, label: str | None = None) -> None:
 
 
 def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: bool = False) -> dict[str, Any] | None:
+    import torch
+
+    from ablate.train import resume
     from ablate.train.trainer import train
 
-    action = resume.plan(run_dir, arm.config, mode)
+    action = resume.decide(run_dir, arm.config, mode)
     m = arm.config["model"]
     title = f"[bold]{arm.name}[/]: {m['arch']} norm={m['norm']} shortcut={m['shortcut']} lr={arm.config['train']['lr']:g}"
     if action == "complete":

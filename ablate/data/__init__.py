@@ -1,10 +1,15 @@
-"""Datasets as uint8 tensors: the whole split lives on the training device."""
+"""Datasets as uint8 tensors: the whole split lives on the training device.
+
+torch is imported where a dataset is built, not when this package is imported.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -41,6 +46,35 @@ class Splits:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train.x.shape[1:]
+        return int(c), int(h), int(w)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a dataset yields, known without loading it: classes and the (C, H, W) of one image."""
+
+    num_classes: int
+    input_shape: tuple[int, int, int]
+
+
+def data_spec(factory: Callable[..., Any], options: dict[str, Any]) -> DataSpec:
+    """A dataset factory's ``spec(**options)`` if it has one; else ``num_classes`` from the options or the
+    factory's default (100 if none) and CIFAR's 3x32x32 images."""
+    spec = getattr(factory, "spec", None)
+    if spec is not None:
+        return spec(**options)
+    classes = options.get("num_classes")
+    if classes is None:
+        import inspect
+
+        param = inspect.signature(factory).parameters.get("num_classes")
+        has_default = param is not None and param.default is not inspect.Parameter.empty
+        classes = param.default if has_default else 100
+    return DataSpec(int(classes), (3, 32, 32))
+
 
 def stratified_split(labels: torch.Tensor, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices ``(train, val)`` with ``val_size`` items spread evenly over classes.
@@ -48,6 +82,8 @@ def stratified_split(labels: torch.Tensor, val_size: int, seed: int) -> tuple[to
     Each class gives ``val_size // classes`` items (the remainder goes to the largest
     classes first); the draw is fixed by ``seed``.
     """
+    import torch
+
     classes = torch.unique(labels)
     gen = torch.Generator().manual_seed(seed)
     per_class, extra = divmod(val_size, len(classes))

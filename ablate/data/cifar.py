@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from ablate.data import Split, Splits, stratified_split, take_stratified
+from ablate.data import DataSpec, Split, Splits, stratified_split, take_stratified
 from ablate.registry import AblateError
 
 FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
@@ -27,6 +26,8 @@ def _read(cls: type, name: str, root: Path, train: bool, download: bool) -> Spli
             f"{name}: download to {root} failed ({exc}); put {ARCHIVES[name]} or its extracted folder "
             f"{FOLDERS[name]}/ in {root} and run again with --data-dir {root}"
         ) from None
+    import torch
+
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     return Split(x, torch.tensor(ds.targets, dtype=torch.long))
 
@@ -48,7 +49,11 @@ def load_cifar(name: str, *, data_dir: str | Path = "data", download: bool = Fal
     return Splits(name, train, full.subset(val_idx), take_stratified(test, test_size, split_seed), classes)
 
 
-cifar10 = partial(load_cifar, "cifar10")
-cifar10.num_classes = 10
-cifar100 = partial(load_cifar, "cifar100")
-cifar100.num_classes = 100
+def _cifar(name: str, classes: int) -> Any:
+    factory: Any = partial(load_cifar, name)
+    factory.spec = lambda **options: DataSpec(classes, (3, 32, 32))
+    return factory
+
+
+cifar10 = _cifar("cifar10", 10)
+cifar100 = _cifar("cifar100", 100)

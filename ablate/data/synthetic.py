@@ -9,19 +9,26 @@ gradients stays at chance, as on CIFAR-100.
 
 from __future__ import annotations
 
-import torch
-from torch.nn import functional as F
+from typing import TYPE_CHECKING, Any
 
-from ablate.data import Split, Splits
+from ablate.data import DataSpec, Split, Splits
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _smooth(n: int, channels: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    import torch
+    from torch.nn import functional as F
+
     coarse = torch.randn(n, channels, 4, 4, generator=gen)
     return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
 
 
 def _images(prototypes: torch.Tensor, n: int, seed: int, noise: float, distractor: float,
             max_shift: int) -> Split:
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     classes, channels, size, _ = prototypes.shape
     y = torch.arange(n) % classes
@@ -41,9 +48,18 @@ def synthetic(*, data_dir: str = "", download: bool = False, num_classes: int = 
               val_size: int = 1000, test_size: int = 1000, image_size: int = 32, channels: int = 3,
               seed: int = 0, noise: float = 0.5, distractor: float = 0.6, max_shift: int = 2) -> Splits:
     """Procedural CIFAR-shaped images with class-specific smooth colour patterns (offline)."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     prototypes = _smooth(num_classes, channels, image_size, gen)
     prototypes = prototypes / prototypes.flatten(1).std(1).view(-1, 1, 1, 1)
     sizes = (train_size, val_size, test_size)
     train, val, test = (_images(prototypes, n, seed * 1000 + k, noise, distractor, max_shift) for k, n in enumerate(sizes))
     return Splits("synthetic", train, val, test, num_classes)
+
+
+def _spec(*, num_classes: int = 100, image_size: int = 32, channels: int = 3, **_: Any) -> DataSpec:
+    return DataSpec(num_classes, (channels, image_size, image_size))
+
+
+synthetic.spec = _spec  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@
 every > 0``; it writes ``RUN_DIR/gradflow.csv`` (format in ``ablate.gradflow.stats``)
 and the ``"gradflow"`` entry of ``summary.json``. ``gradient_stats_at_init`` measures
 one forward/backward without stepping (also used by ``ablate bench``); ``judge`` and
-``verdict`` label a per-layer mean |g| profile (rule in ``ablate.gradflow.verdict``);
+``verdict_label`` label a per-layer mean |g| profile (rule in ``ablate.gradflow.verdict``);
 ``ablate.gradflow.plots`` draws the figures (imported on demand: it needs matplotlib).
 """
 
@@ -15,15 +15,15 @@ from ablate.gradflow.stats import (
                                    STATISTICS,
                                    GradFlowRecorder,
                                    GradFlowTable,
-                                   LayerStatistics,
+                                   DeviceStatistics,
                                    LayerStats,
                                    gradient_stats_at_init,
                                    load_gradflow,
                                    weight_layers,
 )
-from ablate.gradflow.verdict import Verdict, judge, verdict
+from ablate.gradflow.verdict import Verdict, judge, verdict_label
 
 __all__ = [
-    "AGGREGATES", "COLUMNS", "GRADFLOW_CSV", "STATISTICS", "GradFlowRecorder", "GradFlowTable", "LayerStatistics",
-    "LayerStats", "Verdict", "gradient_stats_at_init", "judge", "load_gradflow", "verdict", "weight_layers",
+    "AGGREGATES", "COLUMNS", "GRADFLOW_CSV", "STATISTICS", "GradFlowRecorder", "GradFlowTable", "DeviceStatistics",
+    "LayerStats", "Verdict", "gradient_stats_at_init", "judge", "load_gradflow", "verdict_label", "weight_layers",
 ]

@@ -74,7 +74,7 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return out
 
 
-class LayerStatistics:
+class DeviceStatistics:
     """Computes the ``(layers x 6)`` statistics tensor of a fixed list of weights, on their device."""
 
     def __init__(self, params: Sequence[nn.Parameter]) -> None:
@@ -117,7 +117,7 @@ def gradient_stats_at_init(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p
         else:
             logits = model(x)
         F.cross_entropy(logits.float(), y).backward()
-        values = LayerStatistics([p for _, p in layers])().cpu()
+        values = DeviceStatistics([p for _, p in layers])().cpu()
     finally:
         model.zero_grad(set_to_none=True)
         with torch.no_grad():
@@ -229,7 +229,7 @@ class GradFlowRecorder:
         self.precision = precision
         self.table: GradFlowTable | None = None
         self.epoch_info: dict[int, dict[str, Any]] = {}
-        self._compute: LayerStatistics | None = None
+        self._compute: DeviceStatistics | None = None
         self._run_dir: Path | None = None
         self._reset()
 
@@ -246,7 +246,7 @@ class GradFlowRecorder:
         if self.every <= 0:
             return
         layers = weight_layers(state.model)
-        self._compute = LayerStatistics([p for _, p in layers])
+        self._compute = DeviceStatistics([p for _, p in layers])
         names = [name for name, _ in layers]
         self._run_dir = Path(state.run_dir)
         self.table = GradFlowTable(names)

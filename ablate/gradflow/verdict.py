@@ -69,27 +69,27 @@ def judge(profile: Sequence[float], nonfinite_fraction: float = 0.0,
     low, high = (min(finite), max(finite)) if finite else (math.nan, math.nan)
     ratio = first / last if last != 0 else (math.inf if first > 0 else math.nan)
 
-    def verdict(label: str, reason: str) -> Verdict:
+    def result(label: str, reason: str) -> Verdict:
         return Verdict(label, ratio, first, last, low, high, reason)
 
     bad = [names[i] for i, v in enumerate(values) if not math.isfinite(v)]
     if bad:
-        return verdict("exploding", f"non-finite gradients in {len(bad)} layer(s), first {bad[0]}")
+        return result("exploding", f"non-finite gradients in {len(bad)} layer(s), first {bad[0]}")
     if nonfinite_fraction > NONFINITE_FRACTION:
-        return verdict("exploding", f"{nonfinite_fraction:.0%} of the recorded steps had non-finite gradients")
+        return result("exploding", f"{nonfinite_fraction:.0%} of the recorded steps had non-finite gradients")
     if high > EXPLODING_MEAN_ABS:
         i = values.index(high)
-        return verdict("exploding", f"mean|g| of {names[i]} is {high:.3g} > {EXPLODING_MEAN_ABS:g}")
+        return result("exploding", f"mean|g| of {names[i]} is {high:.3g} > {EXPLODING_MEAN_ABS:g}")
     zero = [names[i] for i, v in enumerate(values) if v == 0]
     if zero:
-        return verdict("vanishing", f"{len(zero)} layer(s) with exactly zero gradient, first {zero[0]}")
+        return result("vanishing", f"{len(zero)} layer(s) with exactly zero gradient, first {zero[0]}")
     if ratio < VANISHING_RATIO:
-        return verdict("vanishing", f"first/last mean|g| = {ratio:.2e} < {VANISHING_RATIO:g}")
+        return result("vanishing", f"first/last mean|g| = {ratio:.2e} < {VANISHING_RATIO:g}")
     if ratio > EXPLODING_RATIO:
-        return verdict("exploding", f"first/last mean|g| = {ratio:.2e} > {EXPLODING_RATIO:g}")
-    return verdict("healthy", f"first/last mean|g| = {ratio:.2e} within [{VANISHING_RATIO:g}, {EXPLODING_RATIO:g}]")
+        return result("exploding", f"first/last mean|g| = {ratio:.2e} > {EXPLODING_RATIO:g}")
+    return result("healthy", f"first/last mean|g| = {ratio:.2e} within [{VANISHING_RATIO:g}, {EXPLODING_RATIO:g}]")
 
 
-def verdict(profile: Sequence[float], nonfinite_fraction: float = 0.0) -> str:
+def verdict_label(profile: Sequence[float], nonfinite_fraction: float = 0.0) -> str:
     """Just the label: ``vanishing``, ``exploding`` or ``healthy`` (``unknown`` for an empty profile)."""
     return judge(profile, nonfinite_fraction).verdict

@@ -1,39 +1,39 @@
-"""Build a model from component names: registered architectures or ``timm:<name>``."""
+"""Build a model from component names: names are resolved to factories here, once.
+
+An architecture factory receives the norm and shortcut *factories* (see
+``ablate.hookspecs.register_architectures``), so models never look anything up.
+``timm:<name>`` architectures go through the adapter in ``ablate.models.timm``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
+from ablate.models import timm as timm_adapter
 from ablate.plugins import registry
-from ablate.registry import AblateError
+from ablate.registry import AblateError, Component
 
-TIMM_PREFIX = "timm:"
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def architecture(name: str) -> Component:
+    """The registered architecture ``name``, or the adapter's component for ``timm:<model>``."""
+    if timm_adapter.is_timm(name):
+        return timm_adapter.component(name)
+    return registry("architectures").get(name)
 
 
 def build_model(arch: str, *, norm: str = "none", shortcut: str = "none", num_classes: int = 100,
                 in_channels: int = 3, **options: Any) -> nn.Module:
-    """Instantiate ``arch`` composed with ``norm`` and ``shortcut``."""
-    if arch.startswith(TIMM_PREFIX):
-        return _timm_model(arch[len(TIMM_PREFIX):], num_classes, in_channels, **options)
-    norms, shortcuts = registry("norms"), registry("shortcuts")
-    norms.get(norm)
-    shortcuts.get(shortcut)
+    """Instantiate ``arch`` composed with the norm and shortcut registered as ``norm`` and ``shortcut``."""
+    factory = architecture(arch).factory
+    norm_factory, shortcut_factory = registry("norms").factory(norm), registry("shortcuts").factory(shortcut)
     try:
-        return registry("architectures").factory(arch)(
-            norm=norm, shortcut=shortcut, num_classes=num_classes, in_channels=in_channels, **options
-        )
+        return factory(norm=norm_factory, shortcut=shortcut_factory, num_classes=num_classes,
+                       in_channels=in_channels, **options)
     except (ValueError, TypeError) as exc:
         raise AblateError(f"model {arch}: {exc}") from None
-
-
-def _timm_model(name: str, num_classes: int, in_channels: int, **options: Any) -> nn.Module:
-    import timm
-
-    if not timm.list_models(name):
-        raise AblateError(f"unknown timm model '{name}'; see `timm.list_models('*{name[:4]}*')`")
-    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **options)
 
 
 def count_params(model: nn.Module) -> int:

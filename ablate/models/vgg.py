@@ -57,37 +57,55 @@ class Block(nn.Module):
         return self.act2(out)
 
 
+def make_block(cin: int, cout: int, stride: int, norm: NormFactory, shortcut: ShortcutFactory,
+               negative_slope: float) -> Block:
+    """A processing block (stride 1, no conv bias) or a downsampling block (stride 2, conv bias)."""
+    mid = cin if stride > 1 else cout
+    return Block(ConvNormAct(cin, mid, norm, stride > 1), ConvNormAct(mid, cout, norm, stride > 1),
+                 shortcut(cin, cout, stride, norm), negative_slope, pool=stride > 1)
+
+
+def stem(in_channels: int, width: int, negative_slope: float) -> nn.Sequential:
+    """The entry block: conv (no bias) + BatchNorm + activation, as in the study."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.LeakyReLU(negative_slope),
+    )
+
+
+def stage_widths(width: int | Sequence[int], stages: int) -> list[int]:
+    """One width per stage from one int or a list of ``stages`` ints."""
+    widths = [width] * stages if isinstance(width, int) else list(width)
+    if len(widths) != stages or any(w <= 0 for w in widths):
+        raise ValueError(f"width must be one positive int or {stages} of them, got {width!r}")
+    return widths
+
+
+def blocks_for(depth: int | None, stages: int) -> int:
+    """Processing blocks per stage for ``depth`` = 2 + stages * (2 * blocks + 2) weight layers (None: VGG38's 5)."""
+    if depth is None:
+        return 5
+    blocks, rest = divmod(depth - 2 - 2 * stages, 2 * stages)
+    if rest or blocks < 0:
+        valid = ", ".join(str(2 + stages * (2 * b + 2)) for b in range(5))
+        raise ValueError(f"depth {depth} is not reachable with {stages} stages; valid: {valid}, ...")
+    return blocks
+
+
 class VGG(nn.Module):
     def __init__(self, norm: NormFactory, shortcut: ShortcutFactory, blocks_per_stage: int = 5,
                  stages: int = 3, width: int | Sequence[int] = 32, num_classes: int = 100,
                  in_channels: int = 3, negative_slope: float = 0.01) -> None:
         super().__init__()
-        widths = [width] * stages if isinstance(width, int) else list(width)
-        if len(widths) != stages or any(w <= 0 for w in widths):
-            raise ValueError(f"width must be one positive int or {stages} of them, got {width!r}")
-        self.negative_slope = negative_slope
-        self.entry = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.LeakyReLU(negative_slope),
-        )
+        widths = stage_widths(width, stages)
+        self.entry = stem(in_channels, widths[0], negative_slope)
         blocks: list[nn.Module] = []
         for i, w in enumerate(widths):
-            for _ in range(blocks_per_stage):
-                blocks.append(self._block(w, w, 1, norm, shortcut, bias=False))
-            blocks.append(self._block(w, widths[min(i + 1, stages - 1)], 2, norm, shortcut, bias=True))
+            blocks += [make_block(w, w, 1, norm, shortcut, negative_slope) for _ in range(blocks_per_stage)]
+            blocks.append(make_block(w, widths[min(i + 1, stages - 1)], 2, norm, shortcut, negative_slope))
         self.blocks = nn.Sequential(*blocks)
         self.classifier = nn.Linear(widths[-1], num_classes)
-
-    def _block(self, cin: int, cout: int, stride: int, norm: NormFactory,
-               shortcut: ShortcutFactory, bias: bool) -> Block:
-        return Block(
-            ConvNormAct(cin, cin if stride > 1 else cout, norm, bias),
-            ConvNormAct(cin if stride > 1 else cout, cout, norm, bias),
-            shortcut(cin, cout, stride, norm),
-            self.negative_slope,
-            pool=stride > 1,
-        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.entry(x))

@@ -44,7 +44,7 @@ def plan(runs: list[SweepRun]) -> list[Entry]:
     entries = []
     for run in runs:
         try:
-            action = ACTIONS[resume.plan(run.path, run.config)]
+            action = ACTIONS[resume.decide(run.path, run.config)]
         except AblateError as exc:
             entries.append(Entry(run, "refuse", "failed", str(exc)))
             continue

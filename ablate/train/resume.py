@@ -20,7 +20,7 @@ def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
-def plan(run_dir: Path, config: dict[str, Any], mode: str = "auto") -> str:
+def decide(run_dir: Path, config: dict[str, Any], mode: str = "auto") -> str:
     """``"start"``, ``"resume"`` or ``"complete"`` for ``run_dir``; ``mode`` is auto, resume or restart.
 
     A directory holding a run of a different recipe is refused unless ``mode``

@@ -77,13 +77,6 @@ def make_optimizer(model: nn.Module, train: dict[str, Any], device: torch.device
     return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, train: dict[str, Any]):
-    """Cosine annealing stepped once per epoch down to ``min_lr``, or a constant rate."""
-    if train["schedule"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train["epochs"], eta_min=train["min_lr"])
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-
-
 def maybe_compile(model: nn.Module, compile_option: Any) -> nn.Module:
     if compile_option in (False, None):
         return model

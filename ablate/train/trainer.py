@@ -16,12 +16,12 @@ from typing import Any, Callable
 
 import torch
 
-from ablate.build import model_for
+from ablate.build import load_data, model_for
 from ablate.data import Splits
 from ablate.data.augment import DeviceLoader, channel_stats
 from ablate.gradflow import GradFlowRecorder
 from ablate.models import count_params
-from ablate.plugins import get_plugins, registry
+from ablate.plugins import get_plugins
 from ablate.registry import AblateError
 from ablate import rundir
 from ablate.train.callbacks import Callbacks, TrainState, build_callbacks
@@ -66,15 +66,8 @@ def lr_at(epoch: int, train: dict[str, Any]) -> float:
     return train["min_lr"] + (train["lr"] - train["min_lr"]) * (1 + math.cos(math.pi * t)) / 2
 
 
-def load_data(config: dict[str, Any], device: torch.device) -> Splits:
-    data = config["data"]
-    options = {k: v for k, v in data.items() if k not in ("dataset", "dir", "download")}
-    factory = registry("datasets").factory(data["dataset"])
-    return factory(data_dir=data["dir"], download=data["download"], **options).to(device)
-
-
 @dataclass
-class Setup:
+class Prepared:
     """Everything a run needs, built from the config before anything is written."""
 
     device: torch.device
@@ -88,7 +81,7 @@ class Setup:
     evaluators: dict[str, DeviceLoader]
 
 
-def prepare(config: dict[str, Any]) -> Setup:
+def prepare(config: dict[str, Any]) -> Prepared:
     """Device, data, model, optimiser and loaders; raises before touching the run directory."""
     t = config["train"]
     device = pick_device(t["device"])
@@ -105,7 +98,7 @@ def prepare(config: dict[str, Any]) -> Setup:
                           drop_last=len(splits.train) >= t["batch_size"], channels_last=channels_last)
     evaluators = {name: DeviceLoader(getattr(splits, name), t["eval_batch_size"], mean, std,
                                      channels_last=channels_last) for name in ("val", "test")}
-    return Setup(device, threads, splits, model, make_optimizer(model, t, device), pick_precision(t["amp"], device),
+    return Prepared(device, threads, splits, model, make_optimizer(model, t, device), pick_precision(t["amp"], device),
                  channels_last, loader, evaluators)
 
 
@@ -184,7 +177,7 @@ def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = Non
     return summary
 
 
-def _recorder(config: dict[str, Any], s: Setup) -> GradFlowRecorder | None:
+def _recorder(config: dict[str, Any], s: Prepared) -> GradFlowRecorder | None:
     """Per-layer gradient statistics into gradflow.csv, unless ``[gradflow] every = 0``."""
     every = config["gradflow"]["every"]
     if every <= 0:
@@ -193,7 +186,7 @@ def _recorder(config: dict[str, Any], s: Setup) -> GradFlowRecorder | None:
     return GradFlowRecorder(every, precision=s.precision, init_batch=lambda: next(iter(s.loader.batches(seed=seed))))
 
 
-def _resume(run_dir: Path, s: Setup) -> tuple[list[dict[str, float]], dict | None]:
+def _resume(run_dir: Path, s: Prepared) -> tuple[list[dict[str, float]], dict | None]:
     """Epoch rows and best-epoch record of an earlier attempt, with its state restored."""
     path = run_dir / rundir.CHECKPOINT
     if not path.exists():
@@ -208,7 +201,7 @@ def _resume(run_dir: Path, s: Setup) -> tuple[list[dict[str, float]], dict | Non
     return state["rows"], state.get("best")
 
 
-def _summary_base(config: dict[str, Any], s: Setup) -> dict[str, Any]:
+def _summary_base(config: dict[str, Any], s: Prepared) -> dict[str, Any]:
     m, t = config["model"], config["train"]
     return {
         "name": config.get("name"), "arch": m["arch"], "norm": m["norm"], "shortcut": m["shortcut"],

@@ -13,7 +13,7 @@ from ablate.registry import AblateError
 from ablate.testing import check_architecture
 
 ablate_dense = pytest.importorskip("ablate_dense", reason="pip install -e plugins/ablate-dense")
-from ablate_dense import DenseStage, extra_params  # noqa: E402
+from ablate_dense.model import DenseStage, extra_params  # noqa: E402
 
 
 @pytest.fixture

@@ -1,11 +1,16 @@
-"""ablate plugin: the norms ``gn`` and ``ln``, and the normalisation-free shortcut ``rezero``."""
+"""ablate plugin: the norms ``gn`` and ``ln``, and the normalisation-free shortcut ``rezero``.
+
+torch is imported when a component is built, so that loading the plugin stays fast.
+"""
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ablate.hookspecs import Register, hookimpl
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __version__ = "0.1.0"
 MAX_GROUPS = 32
@@ -18,31 +23,22 @@ def groups_for(num_channels: int, max_groups: int = MAX_GROUPS) -> int:
 
 def group_norm(num_channels: int) -> nn.Module:
     """GroupNorm with 32 groups, or the largest divisor of the channels below 32 (Wu & He 2018)."""
+    from torch import nn
+
     return nn.GroupNorm(groups_for(num_channels), num_channels)
 
 
 def layer_norm(num_channels: int) -> nn.Module:
     """LayerNorm over (C, H, W) per image with a per-channel affine, as GroupNorm(1, C)."""
+    from torch import nn
+
     return nn.GroupNorm(1, num_channels)
-
-
-class ReZero(nn.Module):
-    """Identity skip whose residual branch is scaled by a learnable scalar, initially 0."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.alpha = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def merge(self, skip: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        """``skip + alpha * residual``."""
-        return skip + self.alpha * residual
 
 
 def rezero(in_channels: int, out_channels: int, stride: int, norm) -> nn.Module | None:
     """ReZero skips (x + alpha * F(x), alpha = 0 at start) on processing blocks, none across downsampling."""
+    from ablate_extra_norms.skip import ReZero
+
     if stride == 1 and in_channels == out_channels:
         return ReZero()
     return None

@@ -8,7 +8,8 @@ from ablate.models import build_model, count_params
 from ablate.testing import check_architecture, check_norm, check_shortcut
 
 ablate_extra_norms = pytest.importorskip("ablate_extra_norms", reason="pip install -e plugins/ablate-extra-norms")
-from ablate_extra_norms import ReZero, groups_for, rezero  # noqa: E402
+from ablate_extra_norms import groups_for, rezero  # noqa: E402
+from ablate_extra_norms.skip import ReZero  # noqa: E402
 
 
 @pytest.fixture

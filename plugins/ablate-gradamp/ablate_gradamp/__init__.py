@@ -3,19 +3,20 @@
 Each epoch inside ``[start_epoch, end_epoch]`` a seeded draw picks ``ratio`` of the
 eligible layers; after every backward pass their parameter gradients are multiplied by
 ``factor``. A layer is a module that owns parameters directly; it is eligible when one
-of its parameters' full names matches the ``layers`` glob(s).
+of its parameters' full names matches the ``layers`` glob(s). torch is imported when the callback
+runs, so that loading the plugin stays fast.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ablate.hookspecs import Register, hookimpl
 from ablate.registry import AblateError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,8 @@ class GradAmp:
         """The layers amplified in ``epoch``: a function of (seed, epoch) only, in model order."""
         if not self.active(epoch):
             return []
+        import torch
+
         gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
         picks = torch.randperm(len(self.layers), generator=gen)[: self.count()].sort().values.tolist()
         names = list(self.layers)
@@ -82,6 +85,8 @@ class GradAmp:
     def on_after_backward(self, state: Any) -> None:
         grads = [p.grad for p in self._params if p.grad is not None]
         if grads:
+            import torch
+
             torch._foreach_mul_(grads, self.factor)
 
     def on_epoch_end(self, state: Any) -> dict[str, float]:
