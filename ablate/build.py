@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ablate.config import Config, DataConfig
 from ablate.data import DataSpec, Splits, data_spec
 from ablate.models import build_model
 from ablate.plugins import registry
@@ -23,18 +24,18 @@ def arm_from_target(target: str, overrides: dict[str, Any]) -> Arm:
     return resolve({"model": {"arch": target}}, "command line", overrides)[0]
 
 
-def dataset_spec(data: dict[str, Any]) -> DataSpec:
+def dataset_spec(data: DataConfig) -> DataSpec:
     """Classes and input shape of the recipe's dataset, without loading it."""
     options = {k: v for k, v in data.items() if k not in DATA_KEYS}
     return data_spec(registry("datasets").factory(data["dataset"]), options)
 
 
-def num_classes(data: dict[str, Any]) -> int:
+def num_classes(data: DataConfig) -> int:
     """Classes of the recipe's dataset, without loading it."""
     return dataset_spec(data).num_classes
 
 
-def load_data(config: dict[str, Any], device: torch.device | str) -> Splits:
+def load_data(config: Config, device: torch.device | str) -> Splits:
     """The recipe's dataset, on ``device``."""
     data = config["data"]
     options = {k: v for k, v in data.items() if k not in DATA_KEYS}
@@ -42,11 +43,11 @@ def load_data(config: dict[str, Any], device: torch.device | str) -> Splits:
     return factory(data_dir=data["dir"], download=data["download"], **options).to(device)
 
 
-def model_options(config: dict[str, Any]) -> dict[str, Any]:
+def model_options(config: Config) -> dict[str, Any]:
     return {k: v for k, v in config["model"].items() if k not in DEFAULTS["model"] and k not in RESERVED["model"]}
 
 
-def model_for(config: dict[str, Any], classes: int | None = None) -> tuple[nn.Module, tuple[int, int, int]]:
+def model_for(config: Config, classes: int | None = None) -> tuple[nn.Module, tuple[int, int, int]]:
     """The model a resolved config describes, and the (C, H, W) input it expects."""
     m = config["model"]
     spec = dataset_spec(config["data"])

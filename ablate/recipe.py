@@ -16,8 +16,9 @@ import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, cast
 
+from ablate.config import Config
 from ablate.files import atomic_write_text
 from ablate.models import architecture
 from ablate.plugins import check_required, registry
@@ -44,7 +45,7 @@ CHOICES = {
 }
 TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", *DEFAULTS)
 AT_LEAST_ONE = ("train.epochs", "train.batch_size", "train.eval_batch_size")
-NOT_IDENTITY = {"name": None, "gradflow": None, "data": ("dir", "download"), "train": ("device", "threads")}
+NOT_IDENTITY: dict[str, tuple[str, ...] | None] = {"name": None, "gradflow": None, "data": ("dir", "download"), "train": ("device", "threads")}
 RESERVED = {"model": ("norm", "shortcut", "num_classes", "in_channels"), "data": ("data_dir", "download")}
 OVERRIDES = {"norm": "model.norm", "shortcut": "model.shortcut", "arch": "model.arch", "lr": "train.lr",
              "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
@@ -63,7 +64,7 @@ class Arm:
     """One fully resolved configuration to train."""
 
     name: str
-    config: dict[str, Any]
+    config: Config
 
     def digest(self) -> str:
         """Short hash of the resolved configuration (seed included, recording options not)."""
@@ -78,15 +79,16 @@ class Arm:
         return f"{self.slug()}-{self.digest()}"
 
 
-def identity(config: dict[str, Any]) -> dict[str, Any]:
+def identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a config that decides a run's results: not its name, how it is recorded,
     where the data lies, or which device and how many threads train it."""
     out = {}
     for key, value in config.items():
-        if key in NOT_IDENTITY and NOT_IDENTITY[key] is None:
+        excluded = NOT_IDENTITY.get(key, ())
+        if excluded is None:
             continue
-        if key in NOT_IDENTITY and isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in NOT_IDENTITY[key]}
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in excluded}
         out[key] = value
     return out
 
@@ -178,7 +180,7 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def validate(config: dict[str, Any], source: str) -> dict[str, Any]:
+def validate(config: dict[str, Any], source: str) -> Config:
     """Fill defaults, check keys, types and component names; return the resolved config."""
     out = {"name": config.get("name")} if config.get("name") else {}
     for section, defaults in DEFAULTS.items():
@@ -193,7 +195,7 @@ def validate(config: dict[str, Any], source: str) -> dict[str, Any]:
     _check_options(source, out)
     out["callbacks"] = _check_callbacks(source, config.get("callbacks", []))
     out["required_plugins"] = _string_list(config.get("required_plugins", []), source, "required_plugins")
-    return out
+    return cast(Config, out)
 
 
 def _check_value(source: str, section: str, key: str, value: Any, defaults: dict[str, Any]) -> None:
@@ -271,14 +273,14 @@ def _check_callbacks(source: str, callbacks: Any) -> list[dict[str, Any]]:
     return [dict(c) for c in callbacks]
 
 
-def to_toml(config: dict[str, Any]) -> str:
+def to_toml(config: Mapping[str, Any]) -> str:
     """A resolved config as TOML text (round-trips through ``load_recipe``)."""
     import tomli_w  # imported here: only writing a recipe needs it
 
     return tomli_w.dumps(plain(config))
 
 
-def dump(config: dict[str, Any], path: str | Path) -> None:
+def dump(config: Mapping[str, Any], path: str | Path) -> None:
     """Write a resolved config as TOML, atomically."""
     atomic_write_text(Path(path), to_toml(config))
 

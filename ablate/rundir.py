@@ -21,7 +21,7 @@ import io
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ablate.files import atomic_write_text
 from ablate.registry import AblateError
@@ -112,7 +112,7 @@ def read_recipe(run_dir: Path) -> dict[str, Any] | None:
     return read_toml(Path(run_dir) / RECIPE) if has_recipe(run_dir) else None
 
 
-def write_recipe(run_dir: Path, config: dict[str, Any]) -> None:
+def write_recipe(run_dir: Path, config: Mapping[str, Any]) -> None:
     """Save the resolved recipe (round-trips through ``ablate.recipe.load_recipe``), atomically."""
     from ablate.recipe import dump
 

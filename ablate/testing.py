@@ -14,13 +14,14 @@ callback through the trainer's events without a dataset.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import pytest
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from ablate.config import Config
     from ablate.train.callbacks import TrainState
 
 
@@ -128,7 +129,7 @@ def train_state(model: "nn.Module", *, epoch: int = 0, config: dict[str, Any] | 
     from ablate.train.callbacks import TrainState
 
     return TrainState(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
-                      config=config or {"train": {"seed": 0}}, run_dir=Path(run_dir),
+                      config=cast("Config", config or {"train": {"seed": 0}}), run_dir=Path(run_dir),
                       device=torch.device("cpu"), epoch=epoch)
 
 

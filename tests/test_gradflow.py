@@ -12,8 +12,8 @@ from torch import nn
 from ablate.gradflow import (
     COLUMNS,
     STATISTICS,
-    GradFlowRecorder,
     DeviceStatistics,
+    GradFlowRecorder,
     gradient_stats_at_init,
     load_gradflow,
     weight_layers,

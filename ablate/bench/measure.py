@@ -39,12 +39,12 @@ def time_calls(fn: Callable[[], object], n: int, device: torch.device) -> list[f
             times.append(time.perf_counter() - start)
         return times
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
-    for start, end in events:
-        start.record()
+    for begin, end in events:
+        begin.record()
         fn()
         end.record()
     torch.cuda.synchronize(device)
-    return [start.elapsed_time(end) / 1000 for start, end in events]
+    return [begin.elapsed_time(end) / 1000 for begin, end in events]
 
 
 def first_call_seconds(fn: Callable[[], object], device: torch.device) -> float:

@@ -60,7 +60,7 @@ def bench_arm(arm: BenchArm, row: dict[str, Any]) -> None:
     model = arm.build()
     row["params"] = count_params(model)
     row.update(measure.flops_per_image(model, (arm.in_channels, arm.image_size, arm.image_size), arm.num_classes))
-    model = model.to(device, memory_format=torch.channels_last if arm.channels_last else torch.preserve_format)
+    model = model.to(device, memory_format=torch.channels_last if arm.channels_last else torch.preserve_format)  # type: ignore[call-overload]
     x, y = random_batch(arm, device)
     row.update(gradient_flow(model, x, y, precision))
     optimizer = make_optimizer(model, arm.train, device)

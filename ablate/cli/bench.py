@@ -26,6 +26,7 @@ from ablate.bench.arms import (
 )
 from ablate.bench.runner import run_arm
 from ablate.build import dataset_spec, model_options
+from ablate.config import Config
 from ablate.recipe import load_recipe, resolve
 from ablate.registry import AblateError
 
@@ -45,7 +46,7 @@ def split_targets(targets: list[str], compile_: bool) -> tuple[str | None, str |
     return (recipes[0] if recipes else None), mode
 
 
-def base_config(recipe: str | None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+def base_config(recipe: str | None) -> tuple[Config, dict[str, list[str]]]:
     """The first arm's resolved config, and the arch/norm/shortcut values of all the recipe's arms."""
     if recipe is None:
         arms = resolve({"model": {"arch": "vgg38"}}, "defaults", {})
@@ -59,7 +60,7 @@ def recipe_compile(value: Any) -> str | None:
     return None if value in (False, None) else "default" if value is True else str(value)
 
 
-def arm_settings(config: dict[str, Any], device: str | None, amp: str | None, batch_size: int | None,
+def arm_settings(config: Config, device: str | None, amp: str | None, batch_size: int | None,
                  channels_last: bool | None, mode: str | None, warmup: int, steps: int) -> dict[str, Any]:
     """Settings shared by every arm: the command line's, else the recipe's."""
     from ablate.train.setup import pick_channels_last, pick_device

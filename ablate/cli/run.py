@@ -31,7 +31,7 @@ def rich_progress(quiet: bool) -> tuple[Progress, RichProgress | None]:
     bar = RichProgress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}  {task.fields[ips]} img/s"),
                        TimeRemainingColumn(), console=console, transient=True)
-    task = {"id": None, "t0": 0.0, "shown": 0.0}
+    task: dict[str, Any] = {"id": None, "t0": 0.0, "shown": 0.0}
 
     def epoch_start(epoch: int, epochs: int, steps: int) -> None:
         if task["id"] is not None:
@@ -41,7 +41,7 @@ def rich_progress(quiet: bool) -> tuple[Progress, RichProgress | None]:
 
     def step(i: int, loss_sum, correct, seen: int) -> None:
         now = time.perf_counter()
-        fields = {}
+        fields: dict[str, Any] = {}
         if now - task["shown"] > 1.0:  # read the sums back about once a second, never every step
             fields = {"loss": f"{loss_sum.item() / seen:.3f}", "acc": f"{100 * correct.item() / seen:.1f}%",
                       "ips": f"{seen / (now - task['t0']):,.0f}"}

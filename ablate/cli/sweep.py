@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ablate import rundir
 from ablate.cli import options
 from ablate.registry import AblateError
-from ablate import rundir
 from ablate.sweep.grid import SweepRun, load_sweep
 from ablate.sweep.runner import MANIFEST, Entry, execute, locked, plan, write_manifest
 from ablate.sweep.view import SweepView, columns

@@ -71,8 +71,7 @@ def data_spec(factory: Callable[..., Any], options: dict[str, Any]) -> DataSpec:
         import inspect
 
         param = inspect.signature(factory).parameters.get("num_classes")
-        has_default = param is not None and param.default is not inspect.Parameter.empty
-        classes = param.default if has_default else 100
+        classes = 100 if param is None or param.default is inspect.Parameter.empty else param.default
     return DataSpec(int(classes), (3, 32, 32))
 
 

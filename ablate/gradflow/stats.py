@@ -253,12 +253,13 @@ class GradFlowRecorder:
         if state.epoch > 0:  # resuming: keep the completed epochs' rows
             self._restore(state, names)
         elif self.init_batch is not None:
+            batch: Batch | None
             try:
-                x, y = self.init_batch() if callable(self.init_batch) else self.init_batch
+                batch = self.init_batch() if callable(self.init_batch) else self.init_batch
             except StopIteration:  # no training data: nothing to measure
-                x = y = None
-            if x is not None:
-                stats = gradient_stats_at_init(state.model, x, y, self.precision)
+                batch = None
+            if batch is not None:
+                stats = gradient_stats_at_init(state.model, *batch, self.precision)
                 self.table.add(0, stats.values, "mean")
                 self.table.add(0, stats.values, "last")
                 self.epoch_info[0] = {"steps": 1, "nonfinite_steps": 0}
@@ -276,6 +277,7 @@ class GradFlowRecorder:
             self._sum = torch.zeros_like(values)
             self._finite = torch.zeros_like(values)
             self._nonfinite_steps = torch.zeros((), device=values.device)
+        assert self._finite is not None and self._nonfinite_steps is not None
         self._sum += torch.where(finite, values, 0.0)
         self._finite += finite
         self._nonfinite_steps += (~finite).any()
@@ -285,6 +287,8 @@ class GradFlowRecorder:
     def on_epoch_end(self, state: Any) -> dict[str, float]:
         if self._compute is None or self._sum is None:
             return {}
+        assert self._finite is not None and self._last is not None and self._nonfinite_steps is not None
+        assert self.table is not None
         layers = self._sum.shape[0]
         packed = torch.cat([(self._sum / self._finite).flatten(), self._last.flatten(),
                             self._nonfinite_steps.view(1)]).cpu()  # the one host sync of the epoch
@@ -304,6 +308,7 @@ class GradFlowRecorder:
     def _judge(self, epoch: int) -> dict[str, Any]:
         from ablate.gradflow.verdict import judge
 
+        assert self.table is not None
         info = self.epoch_info.get(epoch, {})
         steps, bad = info.get("steps"), info.get("nonfinite_steps", 0)
         fraction = bad / steps if steps else 0.0

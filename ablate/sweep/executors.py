@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablate import rundir
 from ablate.registry import AblateError
 from ablate.sweep.grid import SweepRun
-from ablate import rundir
-
 
 
 def run_args(run: SweepRun) -> list[str]:
@@ -129,7 +128,7 @@ class LocalExecutor:
     def poll(self) -> list[tuple[SweepRun, str | None]]:
         ended = []
         for slot in self.slots:
-            if slot.proc is not None and slot.proc.poll() is not None:
+            if slot.run is not None and slot.proc is not None and slot.proc.poll() is not None:
                 ended.append((slot.run, failure(slot.run, slot.proc.returncode)))
                 slot.run, slot.proc = None, None
         return ended

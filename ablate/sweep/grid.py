@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ablate.config import Config
 from ablate.recipe import DEFAULTS, OVERRIDES, Arm, RecipeError, read_toml, resolve, unflatten
 
 SHORT = {**OVERRIDES, "seeds": "train.seed"}
@@ -29,7 +30,7 @@ class SweepRun:
     path: Path
 
     @property
-    def config(self) -> dict[str, Any]:
+    def config(self) -> Config:
         return self.arm.config
 
     @property

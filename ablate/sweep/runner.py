@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ablate import rundir
+from ablate.files import atomic_write_text
 from ablate.registry import AblateError
 from ablate.sweep.grid import SweepRun
-from ablate import rundir
 from ablate.train import resume
-from ablate.files import atomic_write_text
 
 MANIFEST = "sweep.json"
 ACTIONS = {"start": "start", "resume": "resume", "complete": "skip"}

@@ -10,8 +10,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from ablate.sweep.runner import Entry
 from ablate import rundir
+from ablate.sweep.runner import Entry
 
 STYLE = {"running": "cyan", "complete": "green", "failed": "red", "interrupted": "yellow"}
 

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ablate.config import Config
+
 EVENTS = ("on_run_start", "on_epoch_start", "on_after_backward", "on_step_end", "on_epoch_end", "on_run_end")
 
 
@@ -36,7 +38,7 @@ class TrainState:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    config: dict[str, Any]
+    config: Config
     run_dir: Path
     device: torch.device
     epoch: int = 0

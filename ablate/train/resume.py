@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate import rundir
+from ablate.config import Config
 from ablate.recipe import identity, plain
 from ablate.registry import AblateError
 
@@ -20,7 +21,7 @@ def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
-def decide(run_dir: Path, config: dict[str, Any], mode: str = "auto") -> str:
+def decide(run_dir: Path, config: Config, mode: str = "auto") -> str:
     """``"start"``, ``"resume"`` or ``"complete"`` for ``run_dir``; ``mode`` is auto, resume or restart.
 
     A directory holding a run of a different recipe is refused unless ``mode``

@@ -6,7 +6,7 @@ import contextlib
 import os
 import platform
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, cast
 
 import torch
 from torch import nn
@@ -67,9 +67,9 @@ def pick_precision(amp: str, device: torch.device) -> Precision:
     return Precision(torch.bfloat16, None)
 
 
-def make_optimizer(model: nn.Module, train: dict[str, Any], device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, train: Mapping[str, Any], device: torch.device) -> torch.optim.Optimizer:
     params, lr, wd = model.parameters(), train["lr"], train["weight_decay"]
-    fused = {"fused": True} if device.type == "cuda" else {}
+    fused: dict[str, Any] = {"fused": True} if device.type == "cuda" else {}
     if train["optimizer"] == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fused)
     if train["optimizer"] == "adamw":
@@ -81,7 +81,7 @@ def maybe_compile(model: nn.Module, compile_option: Any) -> nn.Module:
     if compile_option in (False, None):
         return model
     mode = None if compile_option in (True, "default") else compile_option
-    return torch.compile(model, mode=mode)
+    return cast(nn.Module, torch.compile(model, mode=mode))
 
 
 def pick_channels_last(option: Any) -> bool:

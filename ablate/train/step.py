@@ -15,7 +15,7 @@ from ablate.train.setup import Precision
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               precision: Precision, after_backward: Callable[[], None] | None = None
+               precision: Precision, after_backward: Callable[[], object] | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step; returns (summed loss, correct count) as device tensors."""
     with precision.autocast(x.device):
@@ -54,6 +54,6 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         correct = hits if correct is None else correct + hits
         count = len(y) if count is None else count + len(y)
     model.train(was_training)
-    if count is None:
+    if total is None or correct is None or count is None:
         return float("nan"), float("nan")
     return total.item() / count, correct.item() / count

@@ -16,14 +16,15 @@ from typing import Any, Callable
 
 import torch
 
+from ablate import rundir
 from ablate.build import load_data, model_for
+from ablate.config import Config, TrainConfig
 from ablate.data import Splits
 from ablate.data.augment import DeviceLoader, channel_stats
 from ablate.gradflow import GradFlowRecorder
 from ablate.models import count_params
 from ablate.plugins import get_plugins
 from ablate.registry import AblateError
-from ablate import rundir
 from ablate.train.callbacks import Callbacks, TrainState, build_callbacks
 from ablate.train.checkpoint import (
     load_checkpoint,
@@ -58,7 +59,7 @@ class Progress:
     epoch_end: Callable[[dict[str, float]], None] = lambda row: None
 
 
-def lr_at(epoch: int, train: dict[str, Any]) -> float:
+def lr_at(epoch: int, train: TrainConfig) -> float:
     """Learning rate of a 1-based epoch: cosine annealing per epoch to ``min_lr``, or constant."""
     if train["schedule"] != "cosine":
         return train["lr"]
@@ -81,7 +82,7 @@ class Prepared:
     evaluators: dict[str, DeviceLoader]
 
 
-def prepare(config: dict[str, Any]) -> Prepared:
+def prepare(config: Config) -> Prepared:
     """Device, data, model, optimiser and loaders; raises before touching the run directory."""
     t = config["train"]
     device = pick_device(t["device"])
@@ -92,7 +93,7 @@ def prepare(config: dict[str, Any]) -> Prepared:
     splits = load_data(config, device)
     model, _ = model_for(config, splits.num_classes)
     channels_last = pick_channels_last(t["channels_last"])
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)  # type: ignore[call-overload]
     mean, std = channel_stats(splits.train.x)
     loader = DeviceLoader(splits.train, t["batch_size"], mean, std, augment=t["augment"], shuffle=True,
                           drop_last=len(splits.train) >= t["batch_size"], channels_last=channels_last)
@@ -102,7 +103,7 @@ def prepare(config: dict[str, Any]) -> Prepared:
                  channels_last, loader, evaluators)
 
 
-def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = None,
+def train(config: Config, run_dir: Path, progress: Progress | None = None,
           extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Train (or resume) the run in ``run_dir``; returns its summary."""
     progress = progress or Progress()
@@ -177,7 +178,7 @@ def train(config: dict[str, Any], run_dir: Path, progress: Progress | None = Non
     return summary
 
 
-def _recorder(config: dict[str, Any], s: Prepared) -> GradFlowRecorder | None:
+def _recorder(config: Config, s: Prepared) -> GradFlowRecorder | None:
     """Per-layer gradient statistics into gradflow.csv, unless ``[gradflow] every = 0``."""
     every = config["gradflow"]["every"]
     if every <= 0:
@@ -201,7 +202,7 @@ def _resume(run_dir: Path, s: Prepared) -> tuple[list[dict[str, float]], dict | 
     return state["rows"], state.get("best")
 
 
-def _summary_base(config: dict[str, Any], s: Prepared) -> dict[str, Any]:
+def _summary_base(config: Config, s: Prepared) -> dict[str, Any]:
     m, t = config["model"], config["train"]
     return {
         "name": config.get("name"), "arch": m["arch"], "norm": m["norm"], "shortcut": m["shortcut"],
