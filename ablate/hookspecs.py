@@ -2,7 +2,8 @@
 
 A plugin is a module (or object) with functions decorated by ``ablate.hookimpl``,
 exposed through an entry point in the ``ablate`` group. Each ``register_*`` hook
-calls ``register(name, factory, help="...", replace=False)`` once per component.
+calls ``register(name, factory, help="...", label="...", replace=False)`` once per
+component; ``label`` is how reports show it (default: the name).
 The factory contracts are documented on each hook and in docs/plugins.md.
 """
 

@@ -92,8 +92,8 @@ class Plugins:
         registry = self.registries[kind]
         staged: list[tuple[Component, bool]] = []
 
-        def register(name: str, factory: Any, *, help: str = "", replace: bool = False) -> None:
-            staged.append((Component(name, factory, info.name, help or _first_line(factory)), replace))
+        def register(name: str, factory: Any, *, help: str = "", label: str | None = None, replace: bool = False) -> None:
+            staged.append((Component(name, factory, info.name, help or _first_line(factory), label), replace))
 
         try:
             hook(register=register)

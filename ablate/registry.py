@@ -24,10 +24,17 @@ class DuplicateComponentError(AblateError):
 
 @dataclass(frozen=True)
 class Component:
+    """A registered component; ``label`` is how reports show it (``BN`` for ``bn``), by default its name."""
+
     name: str
     factory: Callable[..., Any]
     plugin: str
     help: str = ""
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.label is None:
+            object.__setattr__(self, "label", self.name)
 
 
 @dataclass

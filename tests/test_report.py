@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ablate.hookspecs import hookimpl
 from ablate.recipe import dump, resolve
 from ablate.report import (
     ReportError,
@@ -113,6 +114,24 @@ def test_rows_follow_the_study_order(tmp_path):
     assert [(r["model"], r["lr"]) for r in rows] == [
         ("VGG08", 1e-3), ("VGG38", 1e-3), ("VGG38 BN", 1e-3), ("VGG38 RC", 1e-3), ("VGG38 BN+RC", 1e-3),
         ("VGG38 BN", 1e-2), ("VGG38 BN+RC", 1e-2)]  # Table 1's order
+
+
+class PluginNorms:
+    @hookimpl
+    def register_norms(self, register):
+        register("half-gn", lambda c: None, label="HGN")
+        register("aa-norm", lambda c: None)
+
+
+def test_plugin_components_show_their_registered_label_in_registration_order(tmp_path, register_plugin,
+                                                                               fresh_plugins):
+    register_plugin(PluginNorms(), name="plugin-norms")
+    assert fresh_plugins["norms"].get("aa-norm").label == "aa-norm"  # the label defaults to the name
+    for norm, shortcut in [("aa-norm", "none"), ("half-gn", "identity"), ("half-gn", "none"), ("bn", "none")]:
+        make_run(tmp_path, norm=norm, shortcut=shortcut)
+    rows = build_report([tmp_path]).rows
+    assert [r["model"] for r in rows] == ["VGG38 BN", "VGG38 HGN", "VGG38 aa-norm", "VGG38 HGN+RC"]
+    assert model_label("vgg38", "half-gn", "identity") == "VGG38 HGN+RC"
 
 
 def test_configurations_differing_beyond_the_seed_are_told_apart(tmp_path):

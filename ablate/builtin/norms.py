@@ -26,5 +26,5 @@ def no_norm(num_channels: int) -> nn.Module:
 
 @hookimpl
 def register_norms(register: Register) -> None:
-    register("bn", batch_norm)
-    register("none", no_norm)
+    register("bn", batch_norm, label="BN")
+    register("none", no_norm, label="")

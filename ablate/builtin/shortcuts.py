@@ -54,7 +54,7 @@ def proj(in_channels: int, out_channels: int, stride: int, norm) -> nn.Module | 
 
 @hookimpl
 def register_shortcuts(register: Register) -> None:
-    register("none", no_shortcut)
-    register("identity", identity)
-    register("zeropad", zeropad)
-    register("proj", proj)
+    register("none", no_shortcut, label="")
+    register("identity", identity, label="RC")
+    register("zeropad", zeropad, label="RC(pad)")
+    register("proj", proj, label="RC(proj)")

@@ -1,6 +1,6 @@
 """Figures of runs: training curves of one run, and overlays across runs (the report's).
 
-Per run (``write_run_figures``, into ``RUN_DIR/figures/``):
+Per run (``write_run_figures``, into the run's figures folder, ``ablate.rundir.FIGURES``):
 
     training_curves.png   loss and accuracy per epoch, train and validation (Figures 1, 4)
     gradient_flow.png     mean |g| per layer, one line per selected epoch (Figures 2, 3, 5)
@@ -30,8 +30,7 @@ from ablate.gradflow.plots import (
 from ablate.gradflow.stats import load_gradflow
 
 if TYPE_CHECKING:
-    from ablate.report import Run
-
+    from ablate.report.runs import Run
 
 
 def plot_training_curves(rows: Sequence[dict[str, float]], stem: Path, *, title: str = "Training curves",
@@ -57,10 +56,10 @@ def plot_training_curves(rows: Sequence[dict[str, float]], stem: Path, *, title:
 
 def write_run_figures(run_dir: Path, *, label: str | None = None, formats: Iterable[str] = ("png",),
                       log: bool = True, only_if_stale: bool = False) -> list[Path]:
-    """The three figures of one run into ``RUN_DIR/figures/`` (those whose data exists).
+    """The three figures of one run into its figures folder (those whose data exists).
 
     With ``only_if_stale`` a figure is redrawn only when it is missing or older than
-    its data (``metrics.csv`` / ``gradflow.csv``).
+    its data (the run's metrics or gradient-flow file, ``ablate.rundir``).
     """
 
     run_dir = Path(run_dir)
@@ -120,15 +119,13 @@ def _legend_once(ax, line, label: str, seen: set[str]) -> None:
 
 def plot_curves_overlay(runs: Sequence["Run"], stem: Path, *, formats: Iterable[str] = ("png",)) -> list[Path]:
     """Validation loss and accuracy per epoch of every run, one colour per configuration."""
-    from ablate.rundir import read_metrics
-
     groups = list(dict.fromkeys(run.group_name for run in runs))
     colour = _colours(groups)
     fig = new_figure(11, 4.6)
     loss_ax, acc_ax = fig.subplots(1, 2)
     seen: set[str] = set()
     for run in runs:
-        rows = read_metrics(run.path)
+        rows = rundir.read_metrics(run.path)
         if not rows:
             continue
         epochs = [int(r["epoch"]) for r in rows]

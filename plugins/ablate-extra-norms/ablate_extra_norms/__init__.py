@@ -46,10 +46,10 @@ def rezero(in_channels: int, out_channels: int, stride: int, norm) -> nn.Module 
 
 @hookimpl
 def register_norms(register: Register) -> None:
-    register("gn", group_norm)
-    register("ln", layer_norm)
+    register("gn", group_norm, label="GN")
+    register("ln", layer_norm, label="LN")
 
 
 @hookimpl
 def register_shortcuts(register: Register) -> None:
-    register("rezero", rezero)
+    register("rezero", rezero, label="ReZero")

@@ -1,0 +1,35 @@
+"""How the report names and orders components: from the labels and order they were registered with.
+
+A component's label is the one its plugin registered (``register("bn", ..., label="BN")``);
+a component that is not installed shows its raw name. The order is ``none`` first, then
+registration order (the built-ins load first), then names that are not installed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ablate import plugins
+
+
+def component_label(kind: str, name: str) -> str:
+    """The label ``name`` was registered with under ``kind`` (``"norms"``), or ``name`` if it is not installed."""
+    registry = plugins.registry(kind)
+    return registry.get(name).label if name in registry else name
+
+
+def component_rank(kind: str, name: Any) -> int:
+    """Sort position of ``name`` among the components of ``kind``: ``none``, registered, not installed."""
+    if name == "none":
+        return 0
+    registered = [n for n in plugins.registry(kind).components if n != "none"]
+    return registered.index(name) + 1 if name in registered else len(registered) + 1
+
+
+def model_label(arch: str, norm: str = "none", shortcut: str = "none") -> str:
+    """``vgg38, bn, identity`` -> ``VGG38 BN+RC``; names that are not installed are shown verbatim."""
+    name = arch.upper() if re.fullmatch(r"vgg\d*", arch, re.IGNORECASE) else arch
+    parts = [component_label("norms", norm), component_label("shortcuts", shortcut)]
+    extras = "+".join(p for p in parts if p)
+    return f"{name} {extras}" if extras else name
