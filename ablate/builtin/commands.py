@@ -9,7 +9,7 @@ from ablate.hookspecs import hookimpl
 
 @hookimpl
 def register_commands(app: Any) -> None:
-    from ablate.cli import bench, inspect, report, run, sweep
+    from ablate.cli import bench, inspect, recipes, report, run, sweep
 
     app.command("run")(run.run)
     app.command("sweep")(sweep.sweep)
@@ -18,3 +18,4 @@ def register_commands(app: Any) -> None:
     app.command("describe")(inspect.describe)
     app.command("list")(inspect.list_components)
     app.command("plugins")(inspect.plugins)
+    app.add_typer(recipes.app, name="recipes")
