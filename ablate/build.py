@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ablate.bundled import bundled_recipes
 from ablate.config import Config, DataConfig
 from ablate.data import DataSpec, Splits, data_spec
 from ablate.models import build_model
@@ -17,9 +18,9 @@ if TYPE_CHECKING:
 
 
 def arm_from_target(target: str, overrides: dict[str, Any]) -> Arm:
-    """A recipe path gives its first arm; anything else is taken as an architecture name."""
+    """A recipe file gives its first arm, then a registered architecture name, then a bundled recipe name."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if target.endswith(".toml") or Path(target).is_file():
+    if target.endswith(".toml") or Path(target).is_file() or (target not in registry("architectures") and target in bundled_recipes()):
         return load_recipe(target, overrides)[0]
     return resolve({"model": {"arch": target}}, "command line", overrides)[0]
 

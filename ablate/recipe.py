@@ -43,9 +43,10 @@ CHOICES = {
     "train.channels_last": ("auto", True, False),
     "train.compile": (False, True, "default", "reduce-overhead", "max-autotune"),
 }
-TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", *DEFAULTS)
+TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", *DEFAULTS, "recipe_source")
 AT_LEAST_ONE = ("train.epochs", "train.batch_size", "train.eval_batch_size")
-NOT_IDENTITY: dict[str, tuple[str, ...] | None] = {"name": None, "gradflow": None, "data": ("dir", "download"), "train": ("device", "threads")}
+NOT_IDENTITY: dict[str, tuple[str, ...] | None] = {"name": None, "gradflow": None, "recipe_source": None,
+                                                   "data": ("dir", "download"), "train": ("device", "threads")}
 RESERVED = {"model": ("norm", "shortcut", "num_classes", "in_channels"), "data": ("data_dir", "download")}
 OVERRIDES = {"norm": "model.norm", "shortcut": "model.shortcut", "arch": "model.arch", "lr": "train.lr",
              "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
@@ -94,10 +95,13 @@ def identity(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+    """A recipe file, or a bundled recipe by name (``ablate.bundled``), with where it came from."""
+    from ablate.bundled import find_recipe, recipe_source
+
+    source, path = recipe_source(path), find_recipe(path)
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            return {**tomllib.load(fh), **({"recipe_source": source} if source else {})}
     except FileNotFoundError:
         raise RecipeError(f"{path}: no such recipe file") from None
     except tomllib.TOMLDecodeError as exc:
@@ -195,7 +199,17 @@ def validate(config: dict[str, Any], source: str) -> Config:
     _check_options(source, out)
     out["callbacks"] = _check_callbacks(source, config.get("callbacks", []))
     out["required_plugins"] = _string_list(config.get("required_plugins", []), source, "required_plugins")
+    if "recipe_source" in config:
+        out["recipe_source"] = _check_recipe_source(source, config["recipe_source"])
     return cast(Config, out)
+
+
+def _check_recipe_source(source: str, value: Any) -> dict[str, str]:
+    """Where a bundled recipe came from (written by ``read_toml``, kept in the run's recipe.toml)."""
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise RecipeError(f"{source}: recipe_source = {value!r} must be a table of strings, like "
+                          f"{{ bundled = \"quickstart\", ablate = \"0.1.0\" }}")
+    return dict(value)
 
 
 def _check_value(source: str, section: str, key: str, value: Any, defaults: dict[str, Any]) -> None:

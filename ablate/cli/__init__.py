@@ -36,7 +36,7 @@ def _root(
 
 
 def build_app() -> typer.Typer:
-    from ablate.cli import bench, inspect, report, run, sweep
+    from ablate.cli import bench, inspect, recipes, report, run, sweep
 
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
     app.callback()(_root)
@@ -44,6 +44,7 @@ def build_app() -> typer.Typer:
                           ("describe", inspect.describe), ("list", inspect.list_components),
                           ("plugins", inspect.plugins)):
         app.command(name)(command)
+    app.add_typer(recipes.app, name="recipes")
     get_plugins().add_commands(app)
     return app
 

@@ -43,7 +43,7 @@ def list_components(
 
 
 def describe(
-    target: str = typer.Argument(..., help="A recipe file or an architecture name (e.g. vgg38, timm:resnet18)."),
+    target: str = typer.Argument(..., help="A recipe file, an architecture name (e.g. vgg38, timm:resnet18) or a bundled recipe's name."),
     norm: str = typer.Option(None, "--norm", help="Norm to compose with."),
     shortcut: str = typer.Option(None, "--shortcut", help="Shortcut strategy to compose with."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),

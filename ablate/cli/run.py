@@ -125,7 +125,7 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def run(
-    recipe: Path = typer.Argument(..., help="A recipe TOML file, e.g. recipes/vgg38.toml."),
+    recipe: Path = typer.Argument(..., help="A recipe TOML file, or a bundled recipe's name (ablate recipes), e.g. vgg38."),
     norm: options.Norm = None, shortcut: options.Shortcut = None, arch: options.Arch = None, lr: options.Lr = None,
     epochs: options.Epochs = None, batch_size: options.BatchSize = None, seed: options.Seed = None,
     dataset: options.Dataset = None, data_dir: options.DataDir = None, device: options.Device = None,

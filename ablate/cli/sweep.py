@@ -22,7 +22,7 @@ PLAN_WORDS = {"start": "new", "resume": "resume", "skip": "complete", "refuse": 
 
 
 def sweep(
-    recipe: Path = typer.Argument(..., help="A recipe TOML file with arms and/or a sweep grid, e.g. recipes/table1.toml."),
+    recipe: Path = typer.Argument(..., help="A recipe TOML file with arms and/or a sweep grid, or a bundled recipe's name, e.g. table1."),
     norm: options.Norm = None, shortcut: options.Shortcut = None, arch: options.Arch = None, lr: options.Lr = None,
     epochs: options.Epochs = None, batch_size: options.BatchSize = None,
     seed: Optional[int] = typer.Option(None, help="One seed instead of the recipe's seeds."),

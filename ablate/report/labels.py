@@ -14,9 +14,13 @@ from ablate import plugins
 
 
 def component_label(kind: str, name: str) -> str:
-    """The label ``name`` was registered with under ``kind`` (``"norms"``), or ``name`` if it is not installed."""
+    """The label ``name`` was registered with under ``kind`` (``"norms"``), or ``name`` if it is not installed
+    (``none`` then shows as nothing, as the built-in plugin registers it)."""
     registry = plugins.registry(kind)
-    return registry.get(name).label if name in registry else name
+    if name not in registry:
+        return "" if name == "none" else name
+    label = registry.get(name).label
+    return name if label is None else label
 
 
 def component_rank(kind: str, name: Any) -> int:

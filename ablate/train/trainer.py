@@ -208,7 +208,7 @@ def _summary_base(config: Config, s: Prepared) -> dict[str, Any]:
         "name": config.get("name"), "arch": m["arch"], "norm": m["norm"], "shortcut": m["shortcut"],
         "lr": t["lr"], "seed": t["seed"], "dataset": s.splits.name, "num_classes": s.splits.num_classes,
         "sizes": s.splits.sizes, "params": count_params(s.model), "epochs": t["epochs"], "amp": s.precision.name,
-        "channels_last": s.channels_last,
+        "channels_last": s.channels_last, "recipe_source": config.get("recipe_source"),
         "environment": environment(s.device, get_plugins().versions(), s.threads),
     }
 
