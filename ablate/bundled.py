@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ablate import __version__
-from ablate.recipe import RecipeError
+from ablate.registry import RecipeError
 
 PACKAGED = Path(__file__).parent / "recipes"
 CHECKOUT = Path(__file__).parent.parent / "recipes"

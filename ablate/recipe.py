@@ -22,7 +22,7 @@ from ablate.config import Config
 from ablate.files import atomic_write_text
 from ablate.models import architecture
 from ablate.plugins import check_required, registry
-from ablate.registry import AblateError, Component, UnknownComponentError
+from ablate.registry import Component, RecipeError, UnknownComponentError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"arch": "vgg38", "norm": "none", "shortcut": "none"},
@@ -54,10 +54,6 @@ OVERRIDES = {"norm": "model.norm", "shortcut": "model.shortcut", "arch": "model.
 """Command-line option names (and ``[sweep]`` short keys) for recipe keys."""
 KIND_OF = {"model.arch": "architectures", "model.norm": "norms", "model.shortcut": "shortcuts",
            "data.dataset": "datasets"}
-
-
-class RecipeError(AblateError):
-    pass
 
 
 @dataclass

@@ -13,6 +13,10 @@ class AblateError(Exception):
     """An error the user can act on; the CLI prints its message as one line."""
 
 
+class RecipeError(AblateError):
+    """A recipe (file, name or override) is invalid; the message names the file, key, value and choices."""
+
+
 class UnknownComponentError(AblateError, KeyError):
     def __str__(self) -> str:
         return str(self.args[0])
