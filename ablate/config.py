@@ -42,6 +42,7 @@ class TrainConfig(TypedDict):
     channels_last: ReadOnly[bool | Literal["auto"]]
     compile: ReadOnly[bool | str]
     threads: ReadOnly[int]
+    deterministic: ReadOnly[bool]
 
 
 class GradflowConfig(TypedDict):

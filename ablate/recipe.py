@@ -31,6 +31,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "epochs": 100, "batch_size": 100, "eval_batch_size": 1000, "optimizer": "adam", "lr": 1e-3,
         "weight_decay": 0.0, "schedule": "cosine", "min_lr": 2e-5, "augment": True, "seed": 0,
         "device": "auto", "amp": "auto", "channels_last": "auto", "compile": False, "threads": 0,
+        "deterministic": True,
     },
     "gradflow": {"every": 1},
 }
@@ -48,6 +49,9 @@ AT_LEAST_ONE = ("train.epochs", "train.batch_size", "train.eval_batch_size")
 NOT_IDENTITY: dict[str, tuple[str, ...] | None] = {"name": None, "gradflow": None, "recipe_source": None,
                                                    "data": ("dir", "download"), "train": ("device", "threads")}
 RESERVED = {"model": ("norm", "shortcut", "num_classes", "in_channels"), "data": ("data_dir", "download")}
+ADDED_LATER: dict[str, Any] = {"train.deterministic": True}
+"""Keys added after 0.1.0, with their defaults. A run's identity holds such a key only when it is set
+away from its default, so that a run recorded before the key existed keeps its directory and resumes."""
 OVERRIDES = {"norm": "model.norm", "shortcut": "model.shortcut", "arch": "model.arch", "lr": "train.lr",
              "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
              "dataset": "data.dataset", "data_dir": "data.dir", "device": "train.device", "amp": "train.amp"}
@@ -85,9 +89,13 @@ def identity(config: Mapping[str, Any]) -> dict[str, Any]:
         if excluded is None:
             continue
         if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in excluded}
+            value = {k: v for k, v in value.items() if k not in excluded and not _later_default(f"{key}.{k}", v)}
         out[key] = value
     return out
+
+
+def _later_default(dotted: str, value: Any) -> bool:
+    return dotted in ADDED_LATER and value == ADDED_LATER[dotted]
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -30,6 +30,7 @@ RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY = (
     "recipe.toml", "metrics.csv", "checkpoint.safetensors", "best.safetensors", "summary.json")
 GRADFLOW, FIGURES, TENSORBOARD, LOG = "gradflow.csv", "figures", "tensorboard", "sweep.log"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "images_per_second"]
+TEXT_COLUMNS = ("device", "amp")
 CLEARED_FILES = (RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY, GRADFLOW)
 CLEARED_FOLDERS = (FIGURES, TENSORBOARD)
 
@@ -55,11 +56,12 @@ def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    """The numeric columns of ``metrics.csv`` (all but ``device`` and ``amp``), one dict per epoch."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
     with path.open() as fh:
-        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()}
+        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items() if k not in TEXT_COLUMNS}
                 for row in csv.DictReader(fh)]
 
 

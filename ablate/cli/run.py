@@ -99,7 +99,7 @@ def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: bool
         if tensorboard:
             from ablate.gradflow.tensorboard import TensorBoardLogger
             extra.append(TensorBoardLogger(run_dir / rundir.TENSORBOARD))
-        summary = train(arm.config, run_dir, progress, extra_callbacks=extra)
+        summary = train(arm.config, run_dir, progress, extra_callbacks=extra, allow_device_change=mode == "resume")
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: finished epochs are saved in {run_dir}; run the same command to resume")
         raise typer.Exit(130)

@@ -44,7 +44,7 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     loss: torch.Tensor | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 class Callbacks:

@@ -58,6 +58,12 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     return state
 
 
+def read_state(path: Path) -> dict[str, Any]:
+    """The JSON ``state`` of a checkpoint (epoch, device type, precision, ...), without loading its tensors."""
+    with safe_open(str(path), framework="pt") as fh:
+        return json.loads(fh.metadata()["state"])
+
+
 def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], device: torch.device) -> dict:
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():

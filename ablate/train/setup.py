@@ -51,15 +51,27 @@ def configure_cpu(threads: int) -> int:
     return threads
 
 
-def configure_cuda() -> None:
-    torch.backends.cudnn.benchmark = True
+def configure_cuda(deterministic: bool = False) -> None:
+    """TF32 matmuls, and either cuDNN's autotuner (fast; a resumed run is then equal in distribution, not
+    bit-identical) or deterministic algorithms (ops without one warn instead of failing)."""
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for repeatable results
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def precision_name(amp: str, device: torch.device) -> str:
+    """What ``amp`` resolves to on ``device``: off, bf16 or fp16 (``auto``: bf16 on CUDA if supported, else off)."""
+    if amp == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
+    return amp
 
 
 def pick_precision(amp: str, device: torch.device) -> Precision:
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "off"
+    amp = precision_name(amp, device)
     if amp == "off":
         return Precision(None, None)
     if amp == "fp16":

@@ -29,6 +29,7 @@ from ablate.train.callbacks import Callbacks, TrainState, build_callbacks
 from ablate.train.checkpoint import (
     load_checkpoint,
     load_weights,
+    read_state,
     save_checkpoint,
     save_weights,
 )
@@ -42,6 +43,7 @@ from ablate.train.setup import (
     pick_channels_last,
     pick_device,
     pick_precision,
+    precision_name,
 )
 from ablate.train.step import evaluate, train_step
 
@@ -88,7 +90,7 @@ def prepare(config: Config) -> Prepared:
     device = pick_device(t["device"])
     threads = configure_cpu(t["threads"]) if device.type == "cpu" else None
     if device.type == "cuda":
-        configure_cuda()
+        configure_cuda(t["deterministic"])
     torch.manual_seed(t["seed"])
     splits = load_data(config, device)
     model, _ = model_for(config, splits.num_classes)
@@ -104,10 +106,15 @@ def prepare(config: Config) -> Prepared:
 
 
 def train(config: Config, run_dir: Path, progress: Progress | None = None,
-          extra_callbacks: list[Any] | None = None) -> dict[str, Any]:
-    """Train (or resume) the run in ``run_dir``; returns its summary."""
+          extra_callbacks: list[Any] | None = None, allow_device_change: bool = False) -> dict[str, Any]:
+    """Train (or resume) the run in ``run_dir``; returns its summary.
+
+    Resuming on another device type or precision than the checkpoint's is refused unless
+    ``allow_device_change`` (``ablate run --resume``); every epoch's row records both.
+    """
     progress = progress or Progress()
     t = config["train"]
+    _check_device(run_dir, config, allow_device_change)
     s = prepare(config)
     rundir.ensure_writable(run_dir)
     rows, best = _resume(run_dir, s)
@@ -119,6 +126,7 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
     summary = _summary_base(config, s)
     state.epoch, state.step = len(rows), len(rows) * len(s.loader)
     step_model = maybe_compile(s.model, t["compile"])
+    compiling = step_model is not s.model  # the first step compiles: timed apart, once per process
     after_backward = (lambda: callbacks("on_after_backward", state)) if callbacks.wants("on_after_backward") else None
     callbacks("on_run_start", state)
 
@@ -130,7 +138,7 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
         callbacks("on_epoch_start", state)
         progress.epoch_start(epoch, t["epochs"], len(s.loader))
         s.model.train()
-        start = time.perf_counter()
+        start, compile_seconds, untimed = time.perf_counter(), None, 0
         loss_sum = torch.zeros((), device=s.device)
         correct = torch.zeros((), device=s.device, dtype=torch.long)
         seen = 0
@@ -143,6 +151,9 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
             state.loss = batch_loss / len(y)
             callbacks("on_step_end", state)
             progress.step(i + 1, loss_sum, correct, seen)
+            if compiling:
+                compiling, compile_seconds = False, _seconds_since(start, s.device)
+                start, untimed = time.perf_counter(), seen
         train_loss, train_acc = loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
         if not math.isfinite(train_loss):
             kept = f"keeping the checkpoint of epoch {epoch - 1}" if epoch > 1 else "no epoch was completed"
@@ -152,8 +163,11 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
             )
         elapsed = time.perf_counter() - start
         val_loss, val_acc = evaluate(s.model, s.evaluators["val"].batches(), s.precision)
-        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-               "val_acc": val_acc, "epoch_seconds": elapsed, "images_per_second": seen / elapsed}
+        row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+               "val_acc": val_acc, "epoch_seconds": elapsed + (compile_seconds or 0.0),
+               "images_per_second": (seen - untimed) / elapsed, "device": s.device.type, "amp": s.precision.name}
+        if compile_seconds is not None:
+            row["compile_seconds"] = compile_seconds
         state.metrics = row
         row.update(callbacks("on_epoch_end", state))
         rows.append(row)
@@ -162,7 +176,8 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
             save_weights(run_dir / rundir.BEST, s.model, {"epoch": str(epoch)})
         scaler = s.precision.scaler.state_dict() if s.precision.scaler is not None else None
         save_checkpoint(run_dir / rundir.CHECKPOINT, s.model, s.optimizer,
-                        {"epoch": epoch, "best": best, "rows": rows, "scaler": scaler,
+                        {"epoch": epoch, "best": best, "rows": rows, "scaler": scaler, "device_type": s.device.type,
+                         "amp": s.precision.name,
                          "scheduler": {"schedule": t["schedule"], "lr": lr}})
         rundir.write_metrics(run_dir, rows)
         rundir.write_summary(run_dir, _progress_summary(summary, rows, best, "running", recorder))
@@ -178,6 +193,30 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
     return summary
 
 
+def _seconds_since(start: float, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _check_device(run_dir: Path, config: Config, allow_change: bool) -> None:
+    """Refuse to resume a checkpoint on another device type or precision (results would silently change)."""
+    path = run_dir / rundir.CHECKPOINT
+    if allow_change or not path.exists():
+        return
+    try:
+        before = read_state(path)
+    except Exception:
+        return  # unreadable: _resume says so after the data and model are ready
+    device = pick_device(config["train"]["device"])
+    now = (device.type, precision_name(config["train"]["amp"], device))
+    was = (before.get("device_type"), before.get("amp"))
+    if was[0] is not None and was != now:
+        raise AblateError(f"{run_dir} was trained on {was[0]} with amp {was[1]}; continuing on {now[0]} with amp "
+                          f"{now[1]} would change its results: pass --resume to continue anyway (each epoch's row "
+                          f"records its device), --device {was[0]} --amp {was[1]}, or --restart")
+
+
 def _recorder(config: Config, s: Prepared) -> GradFlowRecorder | None:
     """Per-layer gradient statistics into gradflow.csv, unless ``[gradflow] every = 0``."""
     every = config["gradflow"]["every"]
@@ -187,7 +226,7 @@ def _recorder(config: Config, s: Prepared) -> GradFlowRecorder | None:
     return GradFlowRecorder(every, precision=s.precision, init_batch=lambda: next(iter(s.loader.batches(seed=seed))))
 
 
-def _resume(run_dir: Path, s: Prepared) -> tuple[list[dict[str, float]], dict | None]:
+def _resume(run_dir: Path, s: Prepared) -> tuple[list[dict[str, Any]], dict | None]:
     """Epoch rows and best-epoch record of an earlier attempt, with its state restored."""
     path = run_dir / rundir.CHECKPOINT
     if not path.exists():
@@ -208,12 +247,12 @@ def _summary_base(config: Config, s: Prepared) -> dict[str, Any]:
         "name": config.get("name"), "arch": m["arch"], "norm": m["norm"], "shortcut": m["shortcut"],
         "lr": t["lr"], "seed": t["seed"], "dataset": s.splits.name, "num_classes": s.splits.num_classes,
         "sizes": s.splits.sizes, "params": count_params(s.model), "epochs": t["epochs"], "amp": s.precision.name,
-        "channels_last": s.channels_last, "recipe_source": config.get("recipe_source"),
+        "channels_last": s.channels_last, "deterministic": t["deterministic"], "recipe_source": config.get("recipe_source"),
         "environment": environment(s.device, get_plugins().versions(), s.threads),
     }
 
 
-def _progress_summary(base: dict[str, Any], rows: list[dict[str, float]], best: dict | None, status: str,
+def _progress_summary(base: dict[str, Any], rows: list[dict[str, Any]], best: dict | None, status: str,
                       recorder: GradFlowRecorder | None) -> dict[str, Any]:
     last = rows[-1] if rows else {}
     summary = {

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Fill .whl/ (ignored by git) with the pure-Python wheels that benchmarks/gpu.sh needs and the GPU
+# machine lacks, for its Python (3.12 on the H200 image): run here, with network access to PyPI, then
+# call the device tool with carry [".whl"]. Default: tomli-w, the one dependency missing there.
+#   benchmarks/gpu-wheels.sh [NAME==VERSION ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .whl
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version "${GPU_PYTHON:-3.12}" \
+  --implementation cp -d .whl "${@:-tomli-w}"
+ls .whl
