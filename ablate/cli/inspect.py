@@ -6,6 +6,7 @@ import json
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ablate.plugins import get_plugins
@@ -15,15 +16,16 @@ console = Console()
 
 
 def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Show each plugin: name, version, distribution and the components it registered."""
+    """Show each plugin: name, version, distribution, the components and commands it added, and its status."""
     infos = list(get_plugins().info.values())
     if as_json:
         typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return
-    table = Table("plugin", "version", "distribution", "components", "status")
+    table = Table("plugin", "version", "distribution", "components", "commands", "status")
     for i in infos:
         comps = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in i.components.items())
-        table.add_row(i.name, i.version, i.distribution, comps, f"[red]{i.error}[/]" if i.error else "ok")
+        style = "red" if i.error else "yellow" if i.disabled else "default"
+        table.add_row(i.name, i.version, i.distribution, comps, ", ".join(i.commands), f"[{style}]{escape(i.status)}[/]")
     console.print(table)
 
 
