@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ablate.cli import options
 from ablate.plugins import get_plugins
 from ablate.registry import KINDS, AblateError
 
@@ -49,12 +50,13 @@ def describe(
     norm: str = typer.Option(None, "--norm", help="Norm to compose with."),
     shortcut: str = typer.Option(None, "--shortcut", help="Shortcut strategy to compose with."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    set_: options.Sets = [],
 ) -> None:
     """Per-layer table of a composed model: name, type, output shape, params."""
     from ablate.build import arm_from_target, model_for
     from ablate.describe import describe_model
 
-    arm = arm_from_target(target, {"model.norm": norm, "model.shortcut": shortcut})
+    arm = arm_from_target(target, options.collect_overrides(locals()))
     model, in_shape = model_for(arm.config)
     info = {"arch": arm.config["model"]["arch"], "norm": arm.config["model"]["norm"],
             "shortcut": arm.config["model"]["shortcut"], **describe_model(model, in_shape)}
