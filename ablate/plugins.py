@@ -329,7 +329,8 @@ def check_required(requirements: Iterable[str], source: str) -> None:
         if not loaded:
             i = found[0]
             state = "disabled (ABLATE_DISABLE_PLUGINS or --disable-plugins)" if i.disabled else f"failed to load: {i.error}"
-            raise AblateError(f"{source}: needs {text}, from {i.distribution}: its plugin '{i.name}' is installed but {state}")
+            raise AblateError(f"{source}: needs {text}: plugin '{i.name}' of {i.distribution} {i.version} is installed "
+                              f"but {state}")
         if req.specifier and not any(req.specifier.contains(i.version, prereleases=True) for i in loaded):
             i = loaded[0]
             raise AblateError(f"{source}: needs {text}, but {i.distribution} {i.version} is installed "

@@ -1,5 +1,6 @@
 """Recipes that declare ``required_plugins`` fail clearly when a plugin is missing, and runs record theirs."""
 
+import importlib.metadata
 import json
 import tomllib
 
@@ -64,8 +65,9 @@ def test_uninstalled_plugin_stops_the_run_before_it_starts(cli, tmp_path):
     result = cli("run", str(recipe), "--out", str(out), env={"ABLATE_DISABLE_PLUGINS": "extra-norms"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {recipe}: needs ablate-extra-norms>=0.1, from ablate-extra-norms: its plugin 'extra-norms' is "
-        f"installed but disabled (ABLATE_DISABLE_PLUGINS or --disable-plugins)"]
+        f"error: {recipe}: needs ablate-extra-norms>=0.1: plugin 'extra-norms' of ablate-extra-norms "
+        f"{importlib.metadata.version('ablate-extra-norms')} is installed but disabled (ABLATE_DISABLE_PLUGINS or "
+        f"--disable-plugins)"]
     assert not out.exists()
 
 
@@ -74,8 +76,8 @@ def test_an_entry_point_name_is_answered_with_its_distribution(cli, tmp_path):
     recipe.write_text('required_plugins = ["extra-norms>=0.1"]\n[model]\narch = "vgg08"\n')
     result = cli("describe", str(recipe), env={"ABLATE_DISABLE_PLUGINS": "extra-norms"})
     assert result.returncode == 2
-    assert "needs extra-norms>=0.1, from ablate-extra-norms: its plugin 'extra-norms' is installed but disabled" \
-        in result.stderr
+    assert "needs extra-norms>=0.1: plugin 'extra-norms' of ablate-extra-norms " in result.stderr
+    assert "is installed but disabled" in result.stderr
 
 
 def test_a_run_records_and_requires_the_plugins_it_used(register_plugin, tmp_path):
@@ -141,7 +143,7 @@ def test_rerunning_a_saved_recipe_without_its_plugin_names_the_package(distribut
     disabled = cli("run", str(saved), env={"PYTHONPATH": str(site), "ABLATE_DISABLE_PLUGINS": "probe"})
     assert disabled.returncode == 2
     assert disabled.stderr.strip().splitlines() == [
-        f"error: {saved}: needs ablate-probe>=0.1, from ablate-probe: its plugin 'probe' is installed but disabled "
+        f"error: {saved}: needs ablate-probe>=0.1: plugin 'probe' of ablate-probe 0.1 is installed but disabled "
         f"(ABLATE_DISABLE_PLUGINS or --disable-plugins)"]
     missing = cli("run", str(saved))
     assert missing.returncode == 2
