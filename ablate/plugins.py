@@ -117,12 +117,13 @@ class Plugins:
             self.fail(info, f"pluggy refused it: {type(exc).__name__}: {exc}")
             return
         try:
-            staged = self._stage(info)
+            self._commit(info, self._stage(info))
         except HookFailed as exc:
             self.pm.unregister(name=info.name)
             self.fail(info, str(exc))
-            return
-        self._commit(info, staged)
+        except DuplicateComponentError:
+            self.pm.unregister(name=info.name)
+            raise
 
     def hook_of(self, plugin_name: str, hook_name: str) -> Any:
         """The function implementing ``hook_name`` in one plugin, or None."""

@@ -192,7 +192,7 @@ def test_a_duplicate_name_commits_none_of_the_plugin(register_plugin, fresh_plug
 
     with pytest.raises(DuplicateComponentError):
         register_plugin(Clash(), name="clash")
-    assert fresh_plugins["norms"].names() == ["bn", "none"]
+    assert fresh_plugins["norms"].names() == ["bn", "none"] and fresh_plugins.hook_of("clash", "register_norms") is None
 
 
 def test_plugin_commands_clashing_with_a_core_command_are_one_line(register_plugin):
