@@ -1,7 +1,7 @@
-"""The hooks a plugin implements. Every hook receives a ``register`` callback.
+"""The hooks a plugin implements: ``register_<kind>(register)`` per component kind, and ``register_commands(app)``.
 
 A plugin is a module (or object) with functions decorated by ``ablate.hookimpl``,
-exposed through an entry point in the ``ablate`` group. Each ``register_*`` hook
+exposed through an entry point in the ``ablate`` group. Each ``register_<kind>`` hook
 calls ``register(name, factory, help="...", label="...", replace=False)`` once per
 component; ``label`` is how reports show it (default: the name).
 The factory contracts are documented on each hook and in docs/plugins.md.
@@ -38,8 +38,9 @@ def register_shortcuts(register: Register) -> None:
 def register_architectures(register: Register) -> None:
     """Architectures: ``factory(*, norm, shortcut, num_classes, in_channels, **options) -> nn.Module``.
 
-    ``norm`` and ``shortcut`` are component names; options come from the recipe's
-    ``[model]`` table.
+    ``norm`` and ``shortcut`` are the chosen norm and shortcut factories; options come from
+    the recipe's ``[model]`` table, and ``entry_norm``, if the factory takes it, is a norm
+    factory too (resolved by ``ablate.models.build_model``).
     """
 
 
@@ -56,4 +57,8 @@ def register_callbacks(register: Register) -> None:
 
 @hookspec
 def register_commands(app: Any) -> None:
-    """Add commands to the ``ablate`` CLI: ``app`` is the root ``typer.Typer``."""
+    """Add commands to the ``ablate`` CLI through ``app``, a ``typer.Typer`` (not a ``register`` callback).
+
+    It runs when the plugin loads, against a scratch app; the commands join the CLI only
+    if all of the plugin's hooks succeed.
+    """

@@ -1,10 +1,12 @@
-"""Plugin loading: built-ins first, then each ``ablate`` entry point on its own.
+"""Plugin loading: built-ins first, then each ``ablate`` entry point on its own, all or nothing.
 
-A plugin that fails to import, or whose hook raises, yields one ``PluginWarning``
-naming the entry point and its distribution; the others keep working.
-``ABLATE_STRICT_PLUGINS=1`` turns that warning into an error, and
-``ABLATE_DISABLE_PLUGINS=a,b`` (or ``ablate --disable-plugins a,b``) blocks
-plugins before they are imported.
+Each plugin's ``register_*`` hooks (``register_commands`` included, against a scratch
+typer app) run into a staging area; only when every one succeeds are its components and
+commands committed. A plugin that fails to import, or any of whose hooks raises, leaves
+nothing behind and yields one ``PluginWarning`` naming the entry point, its distribution
+and the first error. ``ABLATE_STRICT_PLUGINS=1`` turns that warning into an error, and
+``ABLATE_DISABLE_PLUGINS=a,b`` (or ``ablate --disable-plugins a,b``) blocks plugins
+before they are imported; they are listed as disabled.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Iterable
 import pluggy
 
 from ablate import __version__, hookspecs
-from ablate.registry import KINDS, AblateError, Component, Registry
+from ablate.registry import KINDS, AblateError, Component, DuplicateComponentError, Registry
 
 ENTRY_POINT_GROUP = "ablate"
 BUILTIN_NAME = "ablate"
@@ -33,31 +35,71 @@ class PluginLoadError(AblateError):
     """A plugin failed to load and ABLATE_STRICT_PLUGINS is set."""
 
 
+class HookFailed(Exception):
+    """One of a plugin's hooks raised; the message says which and what."""
+
+
 @dataclass
 class PluginInfo:
+    """One plugin as ``ablate plugins`` shows it; ``status`` is ``ok``, ``failed: <reason>`` or ``disabled``."""
+
     name: str
     distribution: str
     version: str
     components: dict[str, list[str]] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
     error: str | None = None
+    disabled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.disabled
+
+    @property
+    def status(self) -> str:
+        return "disabled" if self.disabled else f"failed: {self.error}" if self.error else "ok"
+
+    def requirement(self) -> str:
+        """``distribution>=version``: what a recipe that used this plugin needs."""
+        return f"{self.distribution}>={self.version}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "distribution": self.distribution,
             "version": self.version,
+            "status": self.status,
             "components": self.components,
+            "commands": self.commands,
             "error": self.error,
         }
 
 
 @dataclass
+class Staged:
+    """What one plugin's hooks registered, not yet committed: (kind, component, replace) and a scratch typer app."""
+
+    components: list[tuple[str, Component, bool]] = field(default_factory=list)
+    commands: Any = None
+
+    def recorder(self, kind: str, plugin: str) -> hookspecs.Register:
+        """The ``register`` callback a ``register_<kind>`` hook receives."""
+        def register(name: str, factory: Any, *, help: str = "", label: str | None = None,
+                     replace: bool = False) -> None:
+            component = Component(name, factory, plugin, help or _first_line(factory), label)
+            self.components.append((kind, component, replace))
+
+        return register
+
+
+@dataclass
 class Plugins:
-    """The loaded plugins, their pluggy manager and one registry per kind."""
+    """The loaded plugins, their pluggy manager, one registry per kind and the plugins' staged commands."""
 
     pm: pluggy.PluginManager
     info: dict[str, PluginInfo] = field(default_factory=dict)
     registries: dict[str, Registry] = field(default_factory=dict)
+    commands: dict[str, Any] = field(default_factory=dict)
     disabled: list[str] = field(default_factory=list)
     strict: bool = False
 
@@ -68,15 +110,20 @@ class Plugins:
         return self.registries[kind]
 
     def add(self, plugin: object, info: PluginInfo) -> None:
-        """Register a plugin object and collect its components."""
+        """Register a plugin object: run all its hooks, then commit everything or nothing."""
         try:
             self.pm.register(plugin, name=info.name)
         except Exception as exc:
             self.fail(info, f"pluggy refused it: {type(exc).__name__}: {exc}")
             return
-        self.info[info.name] = info
-        for kind in KINDS:
-            self._collect(info, kind)
+        try:
+            self._commit(info, self._stage(info))
+        except HookFailed as exc:
+            self.pm.unregister(name=info.name)
+            self.fail(info, str(exc))
+        except DuplicateComponentError:
+            self.pm.unregister(name=info.name)
+            raise
 
     def hook_of(self, plugin_name: str, hook_name: str) -> Any:
         """The function implementing ``hook_name`` in one plugin, or None."""
@@ -85,27 +132,43 @@ class Plugins:
                 return impl.function
         return None
 
-    def _collect(self, info: PluginInfo, kind: str) -> None:
-        hook = self.hook_of(info.name, f"register_{kind}")
+    def _stage(self, info: PluginInfo) -> Staged:
+        """Run every hook of the plugin into a ``Staged``; raises ``HookFailed`` at the first that raises."""
+        staged = Staged()
+        for kind in KINDS:
+            self._call(info.name, f"register_{kind}", register=staged.recorder(kind, info.name))
+        if self.hook_of(info.name, "register_commands") is not None:
+            import typer
+
+            staged.commands = typer.Typer()
+            self._call(info.name, "register_commands", app=staged.commands)
+            info.commands = command_names(staged.commands)
+        return staged
+
+    def _call(self, plugin_name: str, hook_name: str, **kwargs: Any) -> None:
+        hook = self.hook_of(plugin_name, hook_name)
         if hook is None:
             return
-        registry = self.registries[kind]
-        staged: list[tuple[Component, bool]] = []
-
-        def register(name: str, factory: Any, *, help: str = "", label: str | None = None, replace: bool = False) -> None:
-            staged.append((Component(name, factory, info.name, help or _first_line(factory), label), replace))
-
         try:
-            hook(register=register)
+            hook(**kwargs)
         except Exception as exc:  # a broken plugin must not break the others
-            self.fail(info, f"its register_{kind} hook raised {type(exc).__name__}: {exc}")
-            return
-        for component, replace in staged:
-            registry.add(component, replace=replace)
+            raise HookFailed(f"its {hook_name} hook raised {type(exc).__name__}: {exc}") from exc
+
+    def _commit(self, info: PluginInfo, staged: Staged) -> None:
+        """Add the staged components to the registries (all, or none on a duplicate name) and keep the commands."""
+        trial = {kind: Registry(kind, dict(self.registries[kind].components)) for kind in KINDS}
+        for kind, component, replace in staged.components:
+            trial[kind].add(component, replace=replace)
+        for kind in KINDS:
+            self.registries[kind].components = trial[kind].components
+        for kind, component, _ in staged.components:
             info.components.setdefault(kind, []).append(component.name)
+        if staged.commands is not None:
+            self.commands[info.name] = staged.commands
+        self.info[info.name] = info
 
     def fail(self, info: PluginInfo, reason: str) -> None:
-        info.error = reason
+        info.error, info.components, info.commands = reason, {}, []
         self.info[info.name] = info
         message = (
             f"plugin '{info.name}' (distribution {info.distribution} {info.version}) "
@@ -116,19 +179,47 @@ class Plugins:
         warnings.warn(message, PluginWarning, stacklevel=3)
 
     def add_commands(self, app: Any) -> None:
-        """Let every plugin add CLI commands to ``app``."""
-        for name in list(self.info):
-            hook = self.hook_of(name, "register_commands")
-            if hook is None:
-                continue
-            try:
-                hook(app=app)
-            except Exception as exc:
-                self.fail(self.info[name], f"its register_commands hook raised {type(exc).__name__}: {exc}")
+        """Add every loaded plugin's commands to ``app``; a name taken already is an error naming both."""
+        owners = dict.fromkeys(_names(app), BUILTIN_NAME)
+        for plugin, scratch in self.commands.items():
+            for name in self.info[plugin].commands:
+                if name in owners:
+                    raise DuplicateComponentError(
+                        f"command '{name}' is registered twice: by plugin '{owners[name]}' and by plugin "
+                        f"'{plugin}' (disable one with ABLATE_DISABLE_PLUGINS)")
+                owners[name] = plugin
+            app.registered_commands.extend(scratch.registered_commands)
+            app.registered_groups.extend(scratch.registered_groups)
 
     def versions(self) -> dict[str, str]:
         """Loaded plugins and their versions, for run records."""
-        return {n: i.version for n, i in self.info.items() if i.error is None}
+        return {n: i.version for n, i in self.info.items() if i.ok}
+
+    def provider(self, component: Component) -> PluginInfo | None:
+        """The loaded plugin that registered ``component`` (None for ``timm:`` models)."""
+        return self.info.get(component.plugin)
+
+
+def command_names(app: Any) -> list[str]:
+    """The command names a plugin's scratch typer app adds, as click builds them.
+
+    Building them checks their definitions too, so that a malformed command fails its
+    plugin at load time instead of the whole CLI later.
+    """
+    import typer
+
+    if app.registered_callback is not None:
+        raise HookFailed("its register_commands hook set the root callback; add commands or sub-apps only")
+    try:
+        return sorted(typer.main.get_group(app).commands)
+    except Exception as exc:
+        raise HookFailed(f"its register_commands hook added a command typer cannot build: "
+                         f"{type(exc).__name__}: {exc}") from exc
+
+
+def _names(app: Any) -> list[str]:
+    """The names of the commands and sub-apps already on the CLI's app (the core ones are named explicitly)."""
+    return [info.name for info in [*app.registered_commands, *app.registered_groups] if info.name]
 
 
 def _first_line(obj: object) -> str:
@@ -156,25 +247,35 @@ def load_plugins(
     strict: bool | None = None,
     entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
 ) -> Plugins:
-    """Load the built-in plugin and every (non-disabled) entry point."""
+    """Load the built-in plugin and every entry point; disabled ones are listed, never imported."""
     from ablate import builtin
 
     disabled = list(disabled_from_env() if disabled is None else disabled)
     plugins = Plugins(new_manager(), disabled=disabled, strict=strict_from_env() if strict is None else strict)
-    if BUILTIN_NAME not in disabled:
-        plugins.add(builtin, PluginInfo(BUILTIN_NAME, DISTRIBUTION, __version__))
+    ablate_info = PluginInfo(BUILTIN_NAME, DISTRIBUTION, __version__, disabled=BUILTIN_NAME in disabled)
+    if ablate_info.disabled:
+        plugins.info[BUILTIN_NAME] = ablate_info
+    else:
+        plugins.add(builtin, ablate_info)
     if entry_points is None:
         entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     for ep in entry_points:
-        if ep.name in disabled or ep.name in plugins.info:
+        if ep.name in plugins.info:
             continue
-        load_entry_point(plugins, ep)
+        if ep.name in disabled:
+            plugins.info[ep.name] = _info(ep, disabled=True)
+        else:
+            load_entry_point(plugins, ep)
     return plugins
 
 
-def load_entry_point(plugins: Plugins, ep: importlib.metadata.EntryPoint) -> None:
+def _info(ep: importlib.metadata.EntryPoint, disabled: bool = False) -> PluginInfo:
     dist = getattr(ep, "dist", None)
-    info = PluginInfo(ep.name, dist.name if dist else "?", dist.version if dist else "?")
+    return PluginInfo(ep.name, dist.name if dist else "?", dist.version if dist else "?", disabled=disabled)
+
+
+def load_entry_point(plugins: Plugins, ep: importlib.metadata.EntryPoint) -> None:
+    info = _info(ep)
     try:
         plugin = ep.load()
     except Exception as exc:
@@ -206,24 +307,40 @@ def registry(kind: str) -> Registry:
 
 
 def check_required(requirements: Iterable[str], source: str) -> None:
-    """Fail with one line when a recipe's ``required_plugins`` are not all installed.
+    """Fail with one line when a recipe's ``required_plugins`` are not all loaded.
 
-    Each requirement names a plugin or its distribution, optionally with a version
-    specifier, e.g. ``"extra-norms>=0.1"``.
+    Each requirement names a plugin's distribution (as saved recipes do) or its
+    entry point, optionally with a version specifier, e.g. ``"ablate-extra-norms>=0.1"``;
+    the message names the distribution to install whenever it is known.
     """
     from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
 
-    infos = [i for i in get_plugins().info.values() if i.error is None]
+    infos = list(get_plugins().info.values())
     for text in requirements:
         try:
             req = Requirement(text)
         except InvalidRequirement:
             raise AblateError(f"{source}: required_plugins entry {text!r} is not a requirement like 'name>=1.0'") from None
-        found = [i for i in infos if req.name in (i.name, i.distribution)]
+        found = [i for i in infos if req.name == i.name or canonicalize_name(req.name) == canonicalize_name(i.distribution)]
         if not found:
-            raise AblateError(
-                f"{source}: requires plugin '{text}', which is not installed or is disabled (pip install {req.name}); "
-                f"installed: {', '.join(sorted(i.name for i in infos)) or 'none'}"
-            )
-        if req.specifier and not any(req.specifier.contains(i.version, prereleases=True) for i in found):
-            raise AblateError(f"{source}: requires plugin '{text}', but version {found[0].version} is installed")
+            raise AblateError(f"{source}: needs {text}, which is not installed ({_install_hint(req.name)}); "
+                              f"installed plugins: {', '.join(sorted(i.name for i in infos if i.ok)) or 'none'}")
+        loaded = [i for i in found if i.ok]
+        if not loaded:
+            i = found[0]
+            state = "disabled (ABLATE_DISABLE_PLUGINS or --disable-plugins)" if i.disabled else f"failed to load: {i.error}"
+            raise AblateError(f"{source}: needs {text}: plugin '{i.name}' of {i.distribution} {i.version} is installed "
+                              f"but {state}")
+        if req.specifier and not any(req.specifier.contains(i.version, prereleases=True) for i in loaded):
+            i = loaded[0]
+            raise AblateError(f"{source}: needs {text}, but {i.distribution} {i.version} is installed "
+                              f"(pip install -U '{i.distribution}{req.specifier}')")
+
+
+def _install_hint(name: str) -> str:
+    """``pip install`` for a requirement naming nothing installed: a distribution name, or by the
+    naming convention of docs/plugins.md (distribution ``ablate-<plugin>``) an entry point's."""
+    if name.startswith("ablate-"):
+        return f"pip install {name}"
+    return f"pip install {name}, or ablate-{name} if '{name}' is a plugin's entry-point name"

@@ -20,8 +20,8 @@ from typing import Any, Mapping, cast
 
 from ablate.config import Config
 from ablate.files import atomic_write_text
-from ablate.models import architecture
-from ablate.plugins import check_required, registry
+from ablate.models import ENTRY_NORM, SAME, architecture
+from ablate.plugins import BUILTIN_NAME, check_required, get_plugins, registry
 from ablate.registry import Component, RecipeError, UnknownComponentError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -47,7 +47,8 @@ CHOICES = {
 TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", *DEFAULTS, "recipe_source")
 AT_LEAST_ONE = ("train.epochs", "train.batch_size", "train.eval_batch_size")
 NOT_IDENTITY: dict[str, tuple[str, ...] | None] = {"name": None, "gradflow": None, "recipe_source": None,
-                                                   "data": ("dir", "download"), "train": ("device", "threads")}
+                                                   "required_plugins": None, "data": ("dir", "download"),
+                                                   "train": ("device", "threads")}
 RESERVED = {"model": ("norm", "shortcut", "num_classes", "in_channels"), "data": ("data_dir", "download")}
 ADDED_LATER: dict[str, Any] = {"train.deterministic": True}
 """Keys added after 0.1.0, with their defaults. A run's identity holds such a key only when it is set
@@ -68,8 +69,13 @@ class Arm:
     config: Config
 
     def digest(self) -> str:
-        """Short hash of the resolved configuration (seed included, recording options not)."""
-        text = json.dumps(identity(self.config), sort_keys=True, default=str)
+        """Short hash of the resolved configuration (seed included, recording options not).
+
+        ``required_plugins`` is a record, not identity (the components' names are), but
+        run directories were named with it hashed in, always ``[]`` without plugins; it is
+        hashed as ``[]`` so that those names stay as they were.
+        """
+        text = json.dumps({**identity(self.config), "required_plugins": []}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def slug(self) -> str:
@@ -81,8 +87,8 @@ class Arm:
 
 
 def identity(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a config that decides a run's results: not its name, how it is recorded,
-    where the data lies, or which device and how many threads train it."""
+    """The part of a config that decides a run's results: not its name, how it is recorded, which
+    plugin versions it requires, where the data lies, or which device and how many threads train it."""
     out = {}
     for key, value in config.items():
         excluded = NOT_IDENTITY.get(key, ())
@@ -201,8 +207,10 @@ def validate(config: dict[str, Any], source: str) -> Config:
     for dotted, kind in KIND_OF.items():
         _check_component(source, dotted, out, kind)
     _check_options(source, out)
+    _check_entry_norm(source, out)
     out["callbacks"] = _check_callbacks(source, config.get("callbacks", []))
-    out["required_plugins"] = _string_list(config.get("required_plugins", []), source, "required_plugins")
+    written = _string_list(config.get("required_plugins", []), source, "required_plugins")
+    out["required_plugins"] = written + [r for r in plugin_requirements(out) if r not in written]
     if "recipe_source" in config:
         out["recipe_source"] = _check_recipe_source(source, config["recipe_source"])
     return cast(Config, out)
@@ -257,6 +265,41 @@ def _component(kind: str, name: str) -> Component:
     if kind == "architectures":
         return architecture(name)
     return registry(kind).get(name)
+
+
+def _check_entry_norm(source: str, config: dict[str, Any]) -> None:
+    """``model.entry_norm``, where the architecture takes it: a registered norm or ``same``."""
+    name = config["model"].get(ENTRY_NORM, SAME)
+    if not isinstance(name, str) or (name != SAME and name not in registry("norms")):
+        raise RecipeError(f"{source}: model.{ENTRY_NORM} = {name!r}: choose '{SAME}' (follow model.norm) or a norm: "
+                          f"{registry('norms').describe_choices()}")
+
+
+def used_components(config: Mapping[str, Any]) -> list[tuple[str, Component]]:
+    """Each component a resolved config uses, with the recipe key that chose it."""
+    used = []
+    for dotted, kind in KIND_OF.items():
+        section, key = dotted.split(".")
+        used.append((dotted, _component(kind, config[section][key])))
+    if config["model"].get(ENTRY_NORM, SAME) != SAME:
+        used.append((f"model.{ENTRY_NORM}", registry("norms").get(config["model"][ENTRY_NORM])))
+    return used + [("callbacks", registry("callbacks").get(cb["name"])) for cb in config["callbacks"]]
+
+
+def provenance(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Which plugin (distribution and version) provided each component of a resolved config, for run records."""
+    out = []
+    for key, component in used_components(config):
+        info = get_plugins().provider(component)
+        out.append({"key": key, "name": component.name, "plugin": component.plugin,
+                    "distribution": info.distribution if info else None, "version": info.version if info else None})
+    return out
+
+
+def plugin_requirements(config: Mapping[str, Any]) -> list[str]:
+    """``distribution>=version`` of every plugin but the built-in one that provided a component the config uses."""
+    infos = (get_plugins().provider(c) for _, c in used_components(config))
+    return sorted({i.requirement() for i in infos if i is not None and i.name != BUILTIN_NAME and i.distribution != "?"})
 
 
 def _check_options(source: str, config: dict[str, Any]) -> None:

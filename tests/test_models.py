@@ -1,4 +1,5 @@
 import itertools
+import json
 
 import pytest
 import torch
@@ -77,3 +78,48 @@ def test_bad_model_options_are_one_line_errors():
 def test_timm_models_are_built_offline():
     model = build_model("timm:resnet18", num_classes=10)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def batch_norms(model):
+    return [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+def test_the_entry_block_keeps_batchnorm_by_default_and_follows_entry_norm():
+    assert [type(m) for m in build_model("vgg38").entry] == [torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.LeakyReLU]
+    assert len(batch_norms(build_model("vgg38", entry_norm="bn"))) == 1
+    plain = build_model("vgg38", norm="none", entry_norm="same")
+    assert batch_norms(plain) == [] and count_params(plain) == 336_196 - 2 * 32
+    assert len(batch_norms(build_model("vgg38", norm="bn", entry_norm="none"))) == 36
+
+
+def test_entry_norm_is_checked_and_recorded_in_the_recipe(register_plugin):
+    from ablate.hookspecs import hookimpl
+    from ablate.recipe import resolve
+    from ablate.registry import RecipeError
+
+    class Probe:
+        @hookimpl
+        def register_norms(self, register):
+            register("probe_frn", lambda c: torch.nn.GroupNorm(1, c))
+
+        @hookimpl
+        def register_architectures(self, register):
+            register("tiny", lambda *, norm, shortcut, num_classes, in_channels: torch.nn.Flatten())
+
+    register_plugin(Probe(), name="probe", version="0.3", distribution="ablate-probe")
+    arm = resolve({"model": {"arch": "vgg38", "entry_norm": "probe_frn"}}, "r.toml", {})[0]
+    assert arm.config["required_plugins"] == ["ablate-probe>=0.3"]
+    with pytest.raises(RecipeError, match=r"^r.toml: model.entry_norm = 'bnn': choose 'same' \(follow model.norm\) "
+                                          r"or a norm: bn \(ablate\), none \(ablate\), probe_frn \(probe\)$"):
+        resolve({"model": {"arch": "vgg38", "entry_norm": "bnn"}}, "r.toml", {})
+    with pytest.raises(RecipeError, match="unknown key 'model.entry_norm' for architecture 'tiny'"):
+        resolve({"model": {"arch": "tiny", "entry_norm": "same"}}, "r.toml", {})
+
+
+def test_describe_shows_no_batchnorm_with_entry_norm_same_and_no_norm(cli):
+    plain = cli("describe", "vgg38", "--norm", "none", "--set", "model.entry_norm=same", "--json")
+    assert plain.returncode == 0, plain.stderr
+    info = json.loads(plain.stdout)
+    assert [layer["type"] for layer in info["layers"]].count("BatchNorm2d") == 0 and info["params"] == 336_132
+    default = json.loads(cli("describe", "vgg38", "--norm", "none", "--json").stdout)
+    assert [layer["type"] for layer in default["layers"]].count("BatchNorm2d") == 1 and default["params"] == 336_196

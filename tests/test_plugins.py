@@ -1,6 +1,8 @@
 """The plugin loader: entry points, broken plugins, duplicates, disabling."""
 
 import importlib.metadata
+import json
+import re
 import sys
 import warnings
 
@@ -18,6 +20,38 @@ from ablate import hookspecs
 @hookspecs.hookimpl
 def register_norms(register):
     register("gn2", lambda c: nn.GroupNorm(2, c), help="GroupNorm with 2 groups")
+"""
+
+
+HALF_BROKEN = """
+from torch import nn
+from ablate import hookspecs
+
+@hookspecs.hookimpl
+def register_norms(register):
+    register("probe_frn", lambda c: nn.Identity())
+
+@hookspecs.hookimpl
+def register_shortcuts(register):
+    raise RuntimeError("no shortcut today")
+
+@hookspecs.hookimpl
+def register_commands(app):
+    app.command("probe")(lambda: print("probe ran"))
+"""
+
+HELLO = """
+from ablate import hookspecs
+
+@hookspecs.hookimpl
+def register_norms(register):
+    register("hello_norm", lambda c: None)
+
+@hookspecs.hookimpl
+def register_commands(app):
+    @app.command("hello")
+    def hello():
+        print("hello from a plugin")
 """
 
 
@@ -93,6 +127,116 @@ def test_raising_hook_skips_that_plugin_only(register_plugin, fresh_plugins):
     assert info.error and fresh_plugins["norms"].names() == ["bn", "none"]
 
 
+class HalfBroken:
+    """Registers a norm, a callback and a command, but its register_shortcuts hook raises."""
+
+    @hookimpl
+    def register_norms(self, register):
+        register("probe_frn", lambda c: nn.Identity())
+
+    @hookimpl
+    def register_shortcuts(self, register):
+        register("probe_skip", lambda cin, cout, stride, norm: None)
+        raise RuntimeError("no shortcut today")
+
+    @hookimpl
+    def register_callbacks(self, register):
+        register("probe_cb", lambda **options: object())
+
+    @hookimpl
+    def register_commands(self, app):
+        app.command("probe")(lambda: None)
+
+
+def test_a_plugin_with_one_raising_hook_leaves_nothing_behind(register_plugin, fresh_plugins):
+    import typer
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = register_plugin(HalfBroken(), name="probe", version="0.1.0", distribution="ablate-probe")
+    assert [str(w.message) for w in caught] == [
+        "plugin 'probe' (distribution ablate-probe 0.1.0) is skipped: its register_shortcuts hook raised "
+        "RuntimeError: no shortcut today"]
+    assert info.status == "failed: its register_shortcuts hook raised RuntimeError: no shortcut today"
+    assert (info.components, info.commands) == ({}, [])
+    assert "probe_frn" not in fresh_plugins["norms"] and "probe_skip" not in fresh_plugins["shortcuts"]
+    assert "probe_cb" not in fresh_plugins["callbacks"]
+    assert fresh_plugins.hook_of("probe", "register_norms") is None
+    app = typer.Typer()
+    fresh_plugins.add_commands(app)
+    assert app.registered_commands == []
+
+
+def test_a_command_hook_that_raises_takes_the_components_with_it(register_plugin, fresh_plugins):
+    class BadCommand:
+        @hookimpl
+        def register_norms(self, register):
+            register("probe_frn", lambda c: nn.Identity())
+
+        @hookimpl
+        def register_commands(self, app):
+            app.command("probe")(lambda: None)
+            raise ValueError("typo")
+
+    with pytest.warns(PluginWarning, match="its register_commands hook raised ValueError: typo"):
+        info = register_plugin(BadCommand(), name="probe")
+    assert info.error and "probe_frn" not in fresh_plugins["norms"]
+
+
+def test_a_duplicate_name_commits_none_of_the_plugin(register_plugin, fresh_plugins):
+    class Clash:
+        @hookimpl
+        def register_norms(self, register):
+            register("fresh", lambda c: nn.Identity())
+            register("bn", lambda c: nn.Identity())
+
+    with pytest.raises(DuplicateComponentError):
+        register_plugin(Clash(), name="clash")
+    assert fresh_plugins["norms"].names() == ["bn", "none"] and fresh_plugins.hook_of("clash", "register_norms") is None
+
+
+def test_plugin_commands_clashing_with_a_core_command_are_one_line(register_plugin):
+    from ablate.cli import build_app
+
+    class Run:
+        @hookimpl
+        def register_commands(self, app):
+            app.command("run")(lambda: None)
+
+    register_plugin(Run(), name="runner")
+    with pytest.raises(DuplicateComponentError, match="command 'run' is registered twice: by plugin 'ablate' "
+                                                      "and by plugin 'runner'"):
+        build_app()
+
+
+def test_plugins_json_lists_ok_failed_and_disabled_plugins_with_their_commands(distribution, cli):
+    site = distribution("ablate-probe", "ablate_probe", HALF_BROKEN, {"probe": "ablate_probe"})
+    (site / "ablate_hello.py").write_text(HELLO)
+    (site / "ablate_gone.py").write_text(HELLO)
+    (site / "ablate_probe-0.1.dist-info" / "entry_points.txt").write_text(
+        "[ablate]\nprobe = ablate_probe\nhello = ablate_hello\ngone = ablate_gone\n")
+    env = {"PYTHONPATH": str(site), "ABLATE_DISABLE_PLUGINS": "gone,extra-norms,gradamp,dense"}
+    result = cli("plugins", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["probe"]["status"] == ("failed: its register_shortcuts hook raised RuntimeError: no shortcut today")
+    assert (rows["probe"]["components"], rows["probe"]["commands"]) == ({}, [])
+    assert (rows["hello"]["status"], rows["hello"]["commands"]) == ("ok", ["hello"])
+    assert rows["hello"]["components"] == {"norms": ["hello_norm"]}
+    assert (rows["gone"]["status"], rows["gone"]["distribution"]) == ("disabled", "ablate-probe")
+    assert result.stderr.strip().splitlines() == [
+        "warning: plugin 'probe' (distribution ablate-probe 0.1) is skipped: its register_shortcuts hook raised "
+        "RuntimeError: no shortcut today"]
+    assert cli("hello", env=env).stdout == "hello from a plugin\n"
+    listed = cli("list", "norms", env=env).stdout
+    assert "hello_norm" in listed and "probe_frn" not in listed
+    missing = cli("probe", env=env)
+    assert missing.returncode == 2 and "No such command 'probe'" in missing.stderr
+    table = cli("plugins", env={**env, "COLUMNS": "200"}).stdout
+    assert re.search(r"│ gone +│ 0\.1 +│ ablate-probe +│ +│ +│ disabled +│", table), table
+    assert re.search(r"│ hello +│ 0\.1 +│ ablate-probe +│ norms: hello_norm +│ hello +│ ok +│", table), table
+
+
 def test_duplicate_name_is_an_error_naming_both_plugins(register_plugin):
     class Again:
         @hookimpl
@@ -139,4 +283,5 @@ def test_disabled_plugins_are_never_imported(distribution, cli):
             plugins = load_plugins(disabled=["broken"], entry_points=entry_points_under(site))
         finally:
             sys.path.remove(str(site))
-    assert "broken" not in plugins.info
+    assert "ablate_broken" not in sys.modules
+    assert plugins.info["broken"].status == "disabled" and plugins.info["broken"].distribution == "ablate-broken"

@@ -1,7 +1,8 @@
 """Built-in architectures: the study's VGG family.
 
 ``factory(*, norm, shortcut, num_classes, in_channels, **options) -> nn.Module``, where
-``norm`` and ``shortcut`` are the chosen norm and shortcut factories.
+``norm`` and ``shortcut`` are the chosen norm and shortcut factories; so is ``entry_norm``
+when the recipe sets ``model.entry_norm`` (``ablate.models.build_model`` resolves it).
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ if TYPE_CHECKING:
 
 def vgg(*, norm: NormFactory, shortcut: ShortcutFactory, num_classes: int = 100, in_channels: int = 3,
         blocks_per_stage: int | None = None, depth: int | None = None, stages: int = 3,
-        width: int | list[int] = 32, negative_slope: float = 0.01) -> nn.Module:
-    """VGG of 2 + stages * (2 * blocks_per_stage + 2) weight layers (give blocks_per_stage or depth)."""
+        width: int | list[int] = 32, negative_slope: float = 0.01, entry_norm: NormFactory | None = None) -> nn.Module:
+    """VGG of 2 + stages * (2 * blocks_per_stage + 2) weight layers (give blocks_per_stage or depth).
+
+    ``entry_norm`` is the entry block's norm factory; None keeps the study's BatchNorm.
+    """
     from ablate.models.vgg import VGG, blocks_for
 
     if depth is not None and blocks_per_stage is not None:
@@ -28,7 +32,7 @@ def vgg(*, norm: NormFactory, shortcut: ShortcutFactory, num_classes: int = 100,
                          f"{blocks_per_stage}); vgg08 and vgg38 fix the depth: use arch 'vgg' with depth")
     blocks = blocks_for(depth, stages) if blocks_per_stage is None else blocks_per_stage
     return VGG(norm, shortcut, blocks_per_stage=blocks, stages=stages, width=width, num_classes=num_classes,
-               in_channels=in_channels, negative_slope=negative_slope)
+               in_channels=in_channels, negative_slope=negative_slope, entry_norm=entry_norm)
 
 
 @hookimpl

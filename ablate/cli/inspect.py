@@ -6,8 +6,10 @@ import json
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from ablate.cli import options
 from ablate.plugins import get_plugins
 from ablate.registry import KINDS, AblateError
 
@@ -15,15 +17,16 @@ console = Console()
 
 
 def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Show each plugin: name, version, distribution and the components it registered."""
+    """Show each plugin: name, version, distribution, the components and commands it added, and its status."""
     infos = list(get_plugins().info.values())
     if as_json:
         typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return
-    table = Table("plugin", "version", "distribution", "components", "status")
+    table = Table("plugin", "version", "distribution", "components", "commands", "status")
     for i in infos:
         comps = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in i.components.items())
-        table.add_row(i.name, i.version, i.distribution, comps, f"[red]{i.error}[/]" if i.error else "ok")
+        style = "red" if i.error else "yellow" if i.disabled else "default"
+        table.add_row(i.name, i.version, i.distribution, comps, ", ".join(i.commands), f"[{style}]{escape(i.status)}[/]")
     console.print(table)
 
 
@@ -47,12 +50,13 @@ def describe(
     norm: str = typer.Option(None, "--norm", help="Norm to compose with."),
     shortcut: str = typer.Option(None, "--shortcut", help="Shortcut strategy to compose with."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    set_: options.Sets = [],
 ) -> None:
     """Per-layer table of a composed model: name, type, output shape, params."""
     from ablate.build import arm_from_target, model_for
     from ablate.describe import describe_model
 
-    arm = arm_from_target(target, {"model.norm": norm, "model.shortcut": shortcut})
+    arm = arm_from_target(target, options.collect_overrides(locals()))
     model, in_shape = model_for(arm.config)
     info = {"arch": arm.config["model"]["arch"], "norm": arm.config["model"]["norm"],
             "shortcut": arm.config["model"]["shortcut"], **describe_model(model, in_shape)}

@@ -78,8 +78,8 @@ def data_spec(factory: Callable[..., Any], options: dict[str, Any]) -> DataSpec:
 def stratified_split(labels: torch.Tensor, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices ``(train, val)`` with ``val_size`` items spread evenly over classes.
 
-    Each class gives ``val_size // classes`` items (the remainder goes to the largest
-    classes first); the draw is fixed by ``seed``.
+    Each class gives ``val_size // classes`` items (the remainder one more each, lowest
+    labels first); the draw is fixed by ``seed``.
     """
     import torch
 

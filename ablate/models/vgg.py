@@ -1,6 +1,7 @@
 """The study's VGG family, composed from a norm factory and a shortcut factory.
 
-Layout (Section 5 of the study): an entry conv (no bias) + BatchNorm + activation;
+Layout (Section 5 of the study): an entry conv (no bias) + BatchNorm + activation
+(``entry_norm`` replaces that BatchNorm: another norm factory, e.g. the chosen one);
 per stage, ``blocks_per_stage`` processing blocks (two 3x3 convs without bias) and a
 downsampling block (conv with bias -> act -> 2x2 average pool -> conv with bias);
 global average pooling; a linear classifier. A norm follows each conv, before the
@@ -65,11 +66,11 @@ def make_block(cin: int, cout: int, stride: int, norm: NormFactory, shortcut: Sh
                  shortcut(cin, cout, stride, norm), negative_slope, pool=stride > 1)
 
 
-def stem(in_channels: int, width: int, negative_slope: float) -> nn.Sequential:
-    """The entry block: conv (no bias) + BatchNorm + activation, as in the study."""
+def stem(in_channels: int, width: int, negative_slope: float, norm: NormFactory | None = None) -> nn.Sequential:
+    """The entry block: conv (no bias) + norm + activation; the norm is BatchNorm, as in the study, unless given."""
     return nn.Sequential(
         nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
-        nn.BatchNorm2d(width),
+        (norm or nn.BatchNorm2d)(width),
         nn.LeakyReLU(negative_slope),
     )
 
@@ -96,10 +97,10 @@ def blocks_for(depth: int | None, stages: int) -> int:
 class VGG(nn.Module):
     def __init__(self, norm: NormFactory, shortcut: ShortcutFactory, blocks_per_stage: int = 5,
                  stages: int = 3, width: int | Sequence[int] = 32, num_classes: int = 100,
-                 in_channels: int = 3, negative_slope: float = 0.01) -> None:
+                 in_channels: int = 3, negative_slope: float = 0.01, entry_norm: NormFactory | None = None) -> None:
         super().__init__()
         widths = stage_widths(width, stages)
-        self.entry = stem(in_channels, widths[0], negative_slope)
+        self.entry = stem(in_channels, widths[0], negative_slope, entry_norm)
         blocks: list[nn.Module] = []
         for i, w in enumerate(widths):
             blocks += [make_block(w, w, 1, norm, shortcut, negative_slope) for _ in range(blocks_per_stage)]

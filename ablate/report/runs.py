@@ -85,10 +85,10 @@ class Run:
 
 
 def _strip(config: dict[str, Any]) -> dict[str, Any]:
-    """A run's identity (``ablate.recipe.identity``) without its seed and plugin requirements."""
+    """A run's identity (``ablate.recipe.identity``) without its seed."""
     from ablate.recipe import identity
 
-    out = {k: v for k, v in identity(config).items() if k != "required_plugins"}
+    out = identity(config)
     if isinstance(out.get("train"), dict):
         out["train"] = {k: v for k, v in out["train"].items() if k != "seed"}
     return out

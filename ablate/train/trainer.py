@@ -24,6 +24,7 @@ from ablate.data.augment import DeviceLoader, channel_stats
 from ablate.gradflow import GradFlowRecorder
 from ablate.models import count_params
 from ablate.plugins import get_plugins
+from ablate.recipe import provenance
 from ablate.registry import AblateError
 from ablate.train.callbacks import Callbacks, TrainState, build_callbacks
 from ablate.train.checkpoint import (
@@ -248,6 +249,7 @@ def _summary_base(config: Config, s: Prepared) -> dict[str, Any]:
         "lr": t["lr"], "seed": t["seed"], "dataset": s.splits.name, "num_classes": s.splits.num_classes,
         "sizes": s.splits.sizes, "params": count_params(s.model), "epochs": t["epochs"], "amp": s.precision.name,
         "channels_last": s.channels_last, "deterministic": t["deterministic"], "recipe_source": config.get("recipe_source"),
+        "components": provenance(config), "required_plugins": config["required_plugins"],
         "environment": environment(s.device, get_plugins().versions(), s.threads),
     }
 

@@ -1,6 +1,6 @@
 """``DenseVGG``: the study's VGG with DenseNet-style connectivity in each stage.
 
-The layout is the VGG family's (entry conv + BatchNorm, stages of processing blocks and
+The layout is the VGG family's (entry conv + BatchNorm or ``entry_norm``, stages of processing blocks and
 a downsampling block, global average pooling, linear classifier), built from the same
 ``Block`` and ``ConvNormAct``. Inside a stage, each processing block and the stage's
 downsampling block receive the stage input and the outputs of all earlier blocks of the
@@ -60,12 +60,13 @@ class DenseStage(nn.Module):
 class DenseVGG(nn.Module):
     def __init__(self, norm: NormFactory, shortcut: ShortcutFactory, blocks_per_stage: int = 5,
                  stages: int = 3, width: int | Sequence[int] = 32, num_classes: int = 100,
-                 in_channels: int = 3, negative_slope: float = 0.01, mode: str = "concat") -> None:
+                 in_channels: int = 3, negative_slope: float = 0.01, mode: str = "concat",
+                 entry_norm: NormFactory | None = None) -> None:
         super().__init__()
         widths = stage_widths(width, stages)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.entry = stem(in_channels, widths[0], negative_slope)
+        self.entry = stem(in_channels, widths[0], negative_slope, entry_norm)
 
         def block(cin: int, cout: int, stride: int) -> Block:
             return make_block(cin, cout, stride, norm, shortcut, negative_slope)

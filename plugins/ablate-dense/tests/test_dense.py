@@ -108,3 +108,10 @@ def test_installed_entry_point_and_describe():
     assert out.returncode == 0, out.stderr
     described = json.loads(out.stdout)
     assert (described["params"], described["weight_layers"]) == (399_940, 38 + 15)
+
+
+def test_entry_norm_reaches_the_entry_block():
+    assert isinstance(build_model("dense-vgg").entry[1], torch.nn.BatchNorm2d)
+    plain = build_model("dense-vgg", norm="none", entry_norm="same")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert count_params(plain) == 397_636 - 2 * 32
