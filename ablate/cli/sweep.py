@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from ablate.registry import AblateError
 from ablate.sweep.grid import SweepRun, load_sweep
 from ablate.sweep.runner import MANIFEST, Entry, execute, is_running, keep_jobs, locked, plan, read_manifest, write_manifest
 from ablate.sweep.view import SweepView, columns
+
+if TYPE_CHECKING:
+    from ablate.sweep.slurm import SlurmOptions
 
 console = Console(soft_wrap=True, highlight=False)
 PLAN_WORDS = {"start": "new", "resume": "resume", "skip": "complete", "refuse": "refused"}
@@ -35,7 +38,8 @@ def sweep(
     callback: options.CallbackNames = [], gradflow: options.Gradflow = None,
     out: Optional[Path] = typer.Option(None, help="Sweep directory (default runs/<recipe name>)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and what a sweep would do; train nothing."),
-    jobs: Optional[int] = typer.Option(None, help="Runs at a time (default: GPUs x --per-gpu, else 1; ray: per node)."),
+    jobs: Optional[int] = typer.Option(None, help="Runs at a time (default: GPUs x --per-gpu, else 1; ray: per node; "
+                                                   "slurm: jobs running at once, default all)."),
     per_gpu: int = typer.Option(1, "--per-gpu", help="Runs sharing one GPU."),
     executor: str = typer.Option("local", help="local (subprocesses), ray, or slurm (a job per run, through submitit)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local one)."),
@@ -62,6 +66,8 @@ def sweep(
     given = [f"--{k.replace('_', '-')}" for k, v in slurm_cli.items() if v not in (None, [])]
     if given and executor != "slurm":
         raise AblateError(f"{', '.join(given)} apply to --executor slurm only (this sweep uses --executor {executor})")
+    if executor == "slurm" and (per_gpu != 1 or address):
+        raise AblateError("--per-gpu and --address do not apply to --executor slurm; give each job GPUs with --gpus-per-job")
     overrides = options.collect_overrides(locals())
     sweep_dir, runs = load_sweep(recipe, overrides, out)
     entries = plan(runs)
@@ -92,7 +98,7 @@ def _time_value(text: str | None) -> int | str | None:
     return int(text) if text is not None and text.isdigit() else text
 
 
-def _slurm_options(recipe: Path, executor: str, cli: dict[str, Any]) -> Any:
+def _slurm_options(recipe: Path, executor: str, cli: dict[str, Any]) -> SlurmOptions | None:
     """The Slurm options of ``--executor slurm`` (None for the other executors, which do not use ``[executor]``)."""
     table = read_toml(recipe).get("executor")
     if executor != "slurm":
@@ -110,9 +116,9 @@ def _slurm_options(recipe: Path, executor: str, cli: dict[str, Any]) -> Any:
 
 
 def _executor(kind: str, address: str | None, jobs: int | None, per_gpu: int, runs: list[SweepRun], sweep_dir: Path,
-              slurm: Any) -> Any:
+              slurm: SlurmOptions | None) -> Any:
     use_gpu = any(run.config["train"]["device"] != "cpu" for run in runs)
-    if kind == "slurm":
+    if slurm is not None:
         from ablate.sweep.slurm import SlurmExecutor
 
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # a killed sweep cancels its jobs, as Ctrl-C does

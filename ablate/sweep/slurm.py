@@ -28,8 +28,9 @@ from ablate.sweep.grid import SweepRun
 SUBMITIT = "submitit"
 CLUSTERS = ("slurm", "local")
 SLURM_ONLY = ("partition", "mem", "sbatch")
-KEYS: dict[str, type | tuple[type, ...]] = {"partition": str, "gpus_per_job": int, "cpus_per_job": int, "mem": str, "time": (int, str), "sbatch": list,
-        "cluster": str, "jobs": int, "requeues": int}
+KEYS: dict[str, type | tuple[type, ...]] = {
+    "partition": str, "gpus_per_job": int, "cpus_per_job": int, "mem": str, "time": (int, str), "sbatch": list,
+    "cluster": str, "jobs": int, "requeues": int}
 TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d\d):(\d\d)$")
 MEM = re.compile(r"^\d+[KMGT]?$")
 
@@ -151,9 +152,9 @@ class SlurmExecutor:
             self.executor = submitit.AutoExecutor(folder=sweep_dir / SUBMITIT, cluster=options.cluster,
                                                   slurm_max_num_timeout=options.requeues,
                                                   local_max_num_timeout=options.requeues)
-        except RuntimeError as exc:
-            raise AblateError(f"--executor slurm: {exc} (srun not found); run the sweep where Slurm is, or set "
-                              f"[executor] cluster = \"local\" to run the jobs as local processes") from None
+        except RuntimeError:  # submitit's SlurmExecutor looks for srun
+            raise AblateError("--executor slurm: srun is not on PATH, so this is no Slurm cluster; run the sweep on one, "
+                              "or set [executor] cluster = \"local\" to run the jobs as local processes") from None
         self.executor.update_parameters(**submitit_parameters(options, f"ablate-{sweep_dir.name}"))
         self.waiting: list[SweepRun] = []
         self.active: dict[Path, tuple[SweepRun, Any]] = {}
@@ -205,10 +206,13 @@ class SlurmExecutor:
             return f"job {job.job_id}: {(lines[0] if first else lines[-1]) if lines else type(exc).__name__}"
 
     def close(self, cancel: bool = False) -> None:
+        """With ``cancel``, cancel the jobs still queued or running (and wait for local ones to stop)."""
         if not cancel:
             return
         for _, job in self.active.values():
             job.cancel(check=False)
         deadline = time.monotonic() + 15
-        while any(not job.done() for _, job in self.active.values()) and time.monotonic() < deadline:
+        while self.options.cluster == "local" and time.monotonic() < deadline:
+            if all(job.done() for _, job in self.active.values()):
+                break
             time.sleep(0.2)
