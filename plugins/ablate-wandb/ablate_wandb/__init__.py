@@ -42,7 +42,7 @@ class WandbLogger:
 
         wandb = _wandb()
         info = describe(state.run_dir, state.config)
-        self.mirror = Mirror(state.run_dir, "wandb", f"{self.entity or ''}/{self.project}")
+        self.mirror = Mirror(state.run_dir, "wandb", f"{self.entity}/{self.project}" if self.entity else self.project)
         run_id = self.mirror.run_id(lambda: uuid.uuid4().hex[:12])
         self.run = wandb.init(project=self.project, entity=self.entity, id=run_id, resume="allow", name=info.name,
                               group=info.sweep.name if info.sweep else None, config=plain(state.config),
