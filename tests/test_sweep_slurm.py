@@ -104,6 +104,11 @@ def test_the_executor_table_belongs_to_the_sweep_not_to_a_run(tmp_path):
         load_recipe(arm)
 
 
+def test_a_bad_command_line_value_is_named_by_its_option():
+    with pytest.raises(RecipeError, match=r"^--time = '4h': give minutes or \[D-\]HH:MM:SS"):
+        slurm_options({"time": 60}, "r.toml", {"time": "4h"})
+
+
 def test_slurm_options_need_the_slurm_executor(cli, tmp_path):
     path = write(tmp_path, TINY)
     result = cli("sweep", str(path), "--partition", "gpu", "--time", "60", "--dry-run")

@@ -31,6 +31,7 @@ SLURM_ONLY = ("partition", "mem", "sbatch")
 KEYS: dict[str, type | tuple[type, ...]] = {
     "partition": str, "gpus_per_job": int, "cpus_per_job": int, "mem": str, "time": (int, str), "sbatch": list,
     "cluster": str, "jobs": int, "requeues": int}
+MINIMUM = {"gpus_per_job": 0, "cpus_per_job": 1, "jobs": 1, "requeues": 0}
 TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d\d):(\d\d)$")
 MEM = re.compile(r"^\d+[KMGT]?$")
 
@@ -54,25 +55,29 @@ def slurm_options(table: Any, source: str, cli: dict[str, Any]) -> SlurmOptions:
     """The ``[executor]`` table of ``source`` with the command line's values (``cli``, None when not given) over it."""
     if not isinstance(table, dict):
         raise RecipeError(f"{source}: [executor] must be a table, like [executor] partition = \"gpu\"")
-    given = {**table, **{k: v for k, v in cli.items() if v not in (None, [])}}
+    from_cli = {k: v for k, v in cli.items() if v not in (None, [])}
+    given: dict[str, Any] = {**table, **from_cli}
+
+    def where(key: str) -> str:
+        return f"--{key.replace('_', '-')}" if key in from_cli else f"{source}: executor.{key}"
+
     for key, value in given.items():
         if key not in KEYS:
             raise RecipeError(f"{source}: unknown key 'executor.{key}'; valid keys in [executor]: {', '.join(KEYS)}")
         if not isinstance(value, KEYS[key]) or isinstance(value, bool):
-            raise RecipeError(f"{source}: executor.{key} = {value!r} has the wrong type; see {_example(key)}")
-    for key in ("gpus_per_job", "cpus_per_job", "jobs", "requeues"):
-        if key in given and given[key] < (0 if key in ("gpus_per_job", "requeues") else 1):
-            raise RecipeError(f"{source}: executor.{key} = {given[key]!r} is too small; see {_example(key)}")
+            raise RecipeError(f"{where(key)} = {value!r} has the wrong type; see {_example(key)}")
+        if key in MINIMUM and value < MINIMUM[key]:
+            raise RecipeError(f"{where(key)} = {value!r} is too small; see {_example(key)}")
     if given.get("cluster", "slurm") not in CLUSTERS:
-        raise RecipeError(f"{source}: executor.cluster = {given['cluster']!r}: choose one of {', '.join(CLUSTERS)}")
+        raise RecipeError(f"{where('cluster')} = {given['cluster']!r}: choose one of {', '.join(CLUSTERS)}")
     if "mem" in given and not MEM.match(given["mem"]):
-        raise RecipeError(f"{source}: executor.mem = {given['mem']!r}: give a Slurm size, like {_example('mem')}")
+        raise RecipeError(f"{where('mem')} = {given['mem']!r}: give a Slurm size, like {_example('mem')}")
     if "time" in given:
-        given["time"] = minutes(given["time"], source)
+        given["time"] = minutes(given["time"], where("time"))
     if "sbatch" in given:
-        if not all(isinstance(line, str) for line in given["sbatch"]):
-            raise RecipeError(f"{source}: executor.sbatch = {given['sbatch']!r} must be a list of strings, like {_example('sbatch')}")
-        given["sbatch"] = tuple(line for line in given["sbatch"] if sbatch_flag(line, source))
+        given["sbatch"] = tuple(given["sbatch"])
+        for line in given["sbatch"]:
+            sbatch_flag(line, where("sbatch"))
     return SlurmOptions(**given)
 
 
@@ -83,23 +88,23 @@ def _example(key: str) -> str:
             "jobs": "jobs = 8", "requeues": "requeues = 3"}[key]
 
 
-def minutes(value: int | str, source: str) -> int:
-    """A Slurm time limit in whole minutes: an int (minutes) or ``[D-]HH:MM:SS``."""
+def minutes(value: int | str, where: str) -> int:
+    """A Slurm time limit in whole minutes: an int (minutes) or ``[D-]HH:MM:SS``; ``where`` names the key in errors."""
     if isinstance(value, int) and value >= 1:
         return value
     match = TIME.match(value) if isinstance(value, str) else None
     if not match:
-        raise RecipeError(f"{source}: executor.time = {value!r}: give minutes or [D-]HH:MM:SS, like {_example('time')}")
+        raise RecipeError(f"{where} = {value!r}: give minutes or [D-]HH:MM:SS, like {_example('time')}")
     days, hours, mins, secs = (int(g or 0) for g in match.groups())
     return max(1, days * 1440 + hours * 60 + mins + (secs > 0))
 
 
-def sbatch_flag(line: str, source: str) -> tuple[str, str | bool]:
+def sbatch_flag(line: Any, where: str) -> tuple[str, str | bool]:
     """``--account=lab`` (or ``#SBATCH --account lab``) as ``("account", "lab")``; ``--exclusive`` as ``("exclusive", True)``."""
-    text = line.strip().removeprefix("#SBATCH").strip()
+    text = line.strip().removeprefix("#SBATCH").strip() if isinstance(line, str) else ""
     match = re.match(r"^--([A-Za-z][\w-]*)(?:[= ]\s*(\S.*))?$", text)
     if not match:
-        raise RecipeError(f"{source}: executor.sbatch line {line!r}: write one long option, like --account=lab")
+        raise RecipeError(f"{where} line {line!r}: write one long option, like --account=lab")
     return match.group(1), match.group(2) or True
 
 
