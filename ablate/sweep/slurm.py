@@ -66,7 +66,7 @@ def slurm_options(table: Any, source: str, cli: dict[str, Any]) -> SlurmOptions:
             raise RecipeError(f"{source}: unknown key 'executor.{key}'; valid keys in [executor]: {', '.join(KEYS)}")
         if not isinstance(value, KEYS[key]) or isinstance(value, bool):
             raise RecipeError(f"{where(key)} = {value!r} has the wrong type; see {_example(key)}")
-        if key in MINIMUM and value < MINIMUM[key]:
+        if key in MINIMUM and given[key] < MINIMUM[key]:
             raise RecipeError(f"{where(key)} = {value!r} is too small; see {_example(key)}")
     if given.get("cluster", "slurm") not in CLUSTERS:
         raise RecipeError(f"{where('cluster')} = {given['cluster']!r}: choose one of {', '.join(CLUSTERS)}")
