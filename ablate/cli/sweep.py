@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 console = Console(soft_wrap=True, highlight=False)
 PLAN_WORDS = {"start": "new", "resume": "resume", "skip": "complete", "refuse": "refused"}
 EXECUTORS = ("local", "ray", "slurm")
-SLURM = "Slurm (--executor slurm; also the recipe's [executor] table)"
+SLURM = "Slurm (--executor slurm; these override the recipe's executor table)"
 
 
 def sweep(
