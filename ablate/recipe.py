@@ -3,6 +3,8 @@
 A recipe has the tables ``[model]``, ``[data]``, ``[train]``, ``[gradflow]`` and
 ``[[callbacks]]``; each key missing from the file takes its default below. A recipe
 may list several ``[[arms]]``, each a name plus tables that override the base.
+``[sweep]`` and ``[executor]`` describe a sweep (``ablate.sweep``), not a run: they
+are not part of any arm.
 Every error is one line naming the file, the key, the value and the valid choices.
 """
 
@@ -44,7 +46,9 @@ CHOICES = {
     "train.channels_last": ("auto", True, False),
     "train.compile": (False, True, "default", "reduce-overhead", "max-autotune"),
 }
-TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", *DEFAULTS, "recipe_source")
+TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", "executor", *DEFAULTS, "recipe_source")
+SWEEP_ONLY = ("sweep", "executor")
+"""Top-level tables that belong to a sweep, not to its runs."""
 AT_LEAST_ONE = ("train.epochs", "train.batch_size", "train.eval_batch_size")
 NOT_IDENTITY: dict[str, tuple[str, ...] | None] = {"name": None, "gradflow": None, "recipe_source": None,
                                                    "required_plugins": None, "data": ("dir", "download"),
@@ -87,8 +91,9 @@ class Arm:
 
 
 def identity(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a config that decides a run's results: not its name, how it is recorded, which
-    plugin versions it requires, where the data lies, or which device and how many threads train it."""
+    """The part of a config that decides a run's results: not its name, how it is recorded
+    (gradient-flow statistics, callbacks that only record, like trackers), which plugin versions it
+    requires, where the data lies, or which device and how many threads train it."""
     out = {}
     for key, value in config.items():
         excluded = NOT_IDENTITY.get(key, ())
@@ -96,12 +101,23 @@ def identity(config: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if k not in excluded and not _later_default(f"{key}.{k}", v)}
+        if key == "callbacks" and isinstance(value, list):
+            value = [c for c in value if not records_only(c)]
         out[key] = value
     return out
 
 
 def _later_default(dotted: str, value: Any) -> bool:
     return dotted in ADDED_LATER and value == ADDED_LATER[dotted]
+
+
+def records_only(callback: Any) -> bool:
+    """Whether a ``[[callbacks]]`` entry names a callback whose factory says ``records_only = True``
+    (it records the run, a tracker for instance, and cannot change its results)."""
+    try:
+        return getattr(registry("callbacks").factory(callback["name"]), "records_only", False) is True
+    except (KeyError, TypeError, UnknownComponentError):
+        return False
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -133,7 +149,7 @@ def resolve(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list
     check_required(_string_list(raw.get("required_plugins", []), source, "required_plugins"), source)
     overrides = dict(overrides)
     extra_callbacks = overrides.pop("callbacks", [])
-    base = {k: v for k, v in raw.items() if k not in ("arms", "sweep")}
+    base = {k: v for k, v in raw.items() if k not in ("arms", *SWEEP_ONLY)}
     arms_raw = raw.get("arms") or [{}]
     if not isinstance(arms_raw, list) or not all(isinstance(a, dict) for a in arms_raw):
         raise RecipeError(f"{source}: arms must be a list of tables, like [[arms]] name = \"VGG38 BN\"")
@@ -142,6 +158,8 @@ def resolve(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list
         arm_raw = dict(arm_raw)
         name = str(arm_raw.pop("name", raw.get("name", Path(source).stem if not i else f"arm{i}")))
         label = f"{source} (arm '{name}')" if "arms" in raw else source
+        if any(key in arm_raw for key in SWEEP_ONLY):
+            raise RecipeError(f"{label}: [sweep] and [executor] belong to the whole recipe; move them out of the arm")
         config = merge(merge(base, arm_raw), unflatten(overrides))
         _check_top_level(config, label)
         config["callbacks"] = list(config.get("callbacks", [])) + list(extra_callbacks)

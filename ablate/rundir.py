@@ -9,6 +9,7 @@
     figures/                the run's figures (``ablate.report.plots``)
     tensorboard/            TensorBoard events (``ablate run --tensorboard``)
     sweep.log               output of the run when a sweep trained it
+    trackers.json           the tracker runs that mirror this run (``ablate.tracking``), by tracker
 
 A run is *complete* when its summary says so; ``clear`` removes exactly what
 ablate writes here (``--restart``) and nothing else.
@@ -29,9 +30,10 @@ from ablate.registry import AblateError
 RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY = (
     "recipe.toml", "metrics.csv", "checkpoint.safetensors", "best.safetensors", "summary.json")
 GRADFLOW, FIGURES, TENSORBOARD, LOG = "gradflow.csv", "figures", "tensorboard", "sweep.log"
+TRACKERS = "trackers.json"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "images_per_second"]
 TEXT_COLUMNS = ("device", "amp")
-CLEARED_FILES = (RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY, GRADFLOW)
+CLEARED_FILES = (RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY, GRADFLOW, TRACKERS)
 CLEARED_FOLDERS = (FIGURES, TENSORBOARD)
 
 
@@ -65,8 +67,13 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
                 for row in csv.DictReader(fh)]
 
 
+def summary_text(summary: Mapping[str, Any]) -> str:
+    """A summary as ``summary.json`` holds it."""
+    return json.dumps(summary, indent=2, default=str) + "\n"
+
+
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write_text(run_dir / SUMMARY, summary_text(summary))
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
@@ -87,6 +94,23 @@ def read_gradflow(run_dir: Path) -> str | None:
     """The text of ``gradflow.csv``, or None when the run recorded none."""
     path = Path(run_dir) / GRADFLOW
     return path.read_text() if path.exists() else None
+
+
+def read_trackers(folder: Path) -> dict[str, dict[str, Any]]:
+    """What tracker plugins keep in a run (or sweep) directory, by tracker: its run id, the epochs sent."""
+    path = Path(folder) / TRACKERS
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise AblateError(f"{path}: cannot read {TRACKERS}: {exc}") from None
+
+
+def write_tracker(folder: Path, tracker: str, record: Mapping[str, Any]) -> None:
+    """Store one tracker's record in ``folder``'s ``trackers.json``, keeping the others'."""
+    data = {**read_trackers(folder), tracker: dict(record)}
+    atomic_write_text(Path(folder) / TRACKERS, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def is_run(path: Path) -> bool:

@@ -118,3 +118,23 @@ def test_where_and_how_a_run_trains_do_not_change_its_identity():
                                                "train.threads": 1, "gradflow.every": 0})[0]
     assert base.dirname() == moved.dirname()
     assert base.dirname() != load_recipe("recipes/vgg38.toml", {"train.lr": 0.01})[0].dirname()
+
+
+def test_callbacks_that_only_record_are_not_part_of_the_identity(register_plugin):
+    from ablate.hookspecs import hookimpl
+
+    class Tracker:
+        records_only = True
+
+    class Plugin:
+        @hookimpl
+        def register_callbacks(self, register):
+            register("tracker", Tracker)
+            register("amplify", lambda **options: options)
+
+    register_plugin(Plugin(), name="callbacks")
+    base = load_recipe("recipes/vgg38.toml")[0]
+    tracked = load_recipe("recipes/vgg38.toml", {"callbacks": [{"name": "tracker"}]})[0]
+    amplified = load_recipe("recipes/vgg38.toml", {"callbacks": [{"name": "amplify"}]})[0]
+    assert tracked.config["callbacks"] == [{"name": "tracker"}]
+    assert base.dirname() == tracked.dirname() != amplified.dirname()

@@ -174,3 +174,15 @@ def test_a_failing_run_does_not_stop_the_others(cli, tmp_path):
     summary = json.loads((out / ok["dir"] / "summary.json").read_text())
     assert summary["status"] == "complete"
     assert summary["environment"]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def test_status_shows_a_sweep_without_training_or_submitting(cli, tmp_path):
+    out = tmp_path / "sw"
+    result = cli("sweep", "recipes/table1.toml", "--status", "--dataset", "synthetic", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "7 runs" in result.stdout and "(7 not started); no sweep is running there" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines()[2:]]
+    assert len(rows) == 7 and {tuple(r[-6:-1]) for r in rows} == {("started", "0/100", "-", "-", "-")}
+    assert not out.exists()
+    both = cli("sweep", "recipes/table1.toml", "--status", "--dry-run")
+    assert both.returncode == 2 and "--status and --dry-run exclude each other" in both.stderr

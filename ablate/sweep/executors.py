@@ -4,7 +4,8 @@ Both start ``python -m ablate run RUN_DIR/recipe.toml --out RUN_DIR -q`` for eac
 its output appended to ``RUN_DIR/sweep.log``, so a run's files are the same whichever
 executor trained it. An executor offers ``free()`` (may take another run now),
 ``submit(run)``, ``poll()`` (the runs that ended, each with None or a one-line error),
-``busy()`` and ``close(cancel)``.
+``busy()`` and ``close(cancel)``; one whose runs are jobs also offers ``job_states()``
+(run directory -> job id and state, for ``sweep.json``), as ``ablate.sweep.slurm`` does.
 """
 
 from __future__ import annotations

@@ -31,12 +31,15 @@ class Entry:
     error: str | None = None
     started: float | None = None
     seconds: float | None = None
+    job_id: str | None = None
+    job_state: str | None = None
 
     def record(self) -> dict[str, Any]:
         m, t = self.run.config["model"], self.run.config["train"]
         return {"name": self.run.name, "dir": self.run.path.name, "arch": m["arch"], "norm": m["norm"],
                 "shortcut": m["shortcut"], "lr": t["lr"], "seed": t["seed"], "action": self.action,
-                "state": self.state, "error": self.error, "seconds": self.seconds}
+                "state": self.state, "error": self.error, "seconds": self.seconds, "job_id": self.job_id,
+                "job_state": self.job_state}
 
 
 def plan(runs: list[SweepRun]) -> list[Entry]:
@@ -52,22 +55,56 @@ def plan(runs: list[SweepRun]) -> list[Entry]:
     return entries
 
 
+def read_manifest(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """The runs recorded in a sweep directory's ``sweep.json``, by run directory name ({} if none)."""
+    try:
+        data = json.loads((Path(sweep_dir) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    runs = data.get("runs") if isinstance(data, dict) else None
+    return {r["dir"]: r for r in runs if isinstance(r, dict) and "dir" in r} if isinstance(runs, list) else {}
+
+
+def keep_jobs(entries: list[Entry], sweep_dir: Path) -> None:
+    """Entries that will not be submitted keep the job id and state that ``sweep.json`` recorded for them."""
+    recorded = read_manifest(sweep_dir)
+    for entry in entries:
+        old = recorded.get(entry.run.path.name, {})
+        if entry.state != "pending" and old.get("job_id"):
+            entry.job_id, entry.job_state = old["job_id"], old.get("job_state")
+
+
 def write_manifest(sweep_dir: Path, recipe: str, executor: str, entries: list[Entry]) -> None:
     data = {"recipe": recipe, "executor": executor, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "runs": [e.record() for e in entries]}
     atomic_write_text(sweep_dir / MANIFEST, json.dumps(data, indent=2) + "\n")
 
 
+LOCK = ".sweep.lock"
+
+
 @contextmanager
 def locked(sweep_dir: Path) -> Iterator[None]:
     """Hold the sweep directory for this process; a second sweep there fails at once."""
     rundir.ensure_writable(sweep_dir)
-    with open(sweep_dir / ".sweep.lock", "w") as fh:
+    with open(sweep_dir / LOCK, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise AblateError(f"another sweep is running in {sweep_dir}; wait for it or choose another --out") from None
         yield
+
+
+def is_running(sweep_dir: Path) -> bool:
+    """Whether a sweep holds ``sweep_dir`` now (without taking it)."""
+    try:
+        with open(Path(sweep_dir) / LOCK) as fh:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True
+    return False
 
 
 def execute(entries: list[Entry], executor: Any, save: Callable[[], None], tick: Callable[[], None],
@@ -88,6 +125,8 @@ def execute(entries: list[Entry], executor: Any, save: Callable[[], None], tick:
             for run, error in executor.poll():
                 _finish(by_path[run.path], error)
                 save()
+            if _note_jobs(executor, by_path):
+                save()
             tick()
             time.sleep(interval)
     except KeyboardInterrupt:
@@ -99,6 +138,18 @@ def execute(entries: list[Entry], executor: Any, save: Callable[[], None], tick:
         raise
     executor.close()
     tick()
+
+
+def _note_jobs(executor: Any, by_path: dict[Path, Entry]) -> bool:
+    """Copy the job ids and states of an executor that has jobs (``job_states()``: run path -> (id, state));
+    whether any changed."""
+    changed = False
+    for path, job in (executor.job_states() if hasattr(executor, "job_states") else {}).items():
+        entry = by_path[path]
+        if (entry.job_id, entry.job_state) != job:
+            entry.job_id, entry.job_state = job
+            changed = True
+    return changed
 
 
 def _finish(entry: Entry, error: str | None) -> None:
