@@ -110,7 +110,7 @@ class Mirror:
 def shared_run_id(folder: Path, tracker: str, where: str, create: Callable[[], str]) -> str:
     """The id of the tracker run kept in ``folder`` (a sweep's parent run) for the store ``where``;
     ``create()`` it once, whichever run comes first."""
-    with _locked(Path(folder)):
+    with folder_lock(Path(folder)):
         record = rundir.read_trackers(folder).get(tracker, {})
         if record.get("where") == where and "run_id" in record:
             return str(record["run_id"])
@@ -130,7 +130,8 @@ def run_figures(run_dir: Path, config: Mapping[str, Any]) -> list[Path]:
 
 
 @contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s tracker lock (not re-entrant): one process at a time creates what a sweep's runs share."""
     with open(folder / f".{rundir.TRACKERS}.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield

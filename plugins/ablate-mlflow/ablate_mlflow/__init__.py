@@ -69,9 +69,13 @@ class MlflowLogger:
     def _create(self, info: Any) -> str:
         from mlflow.entities import Param
 
-        from ablate.tracking import shared_run_id
+        from ablate.tracking import folder_lock, shared_run_id
 
-        experiment_id = self._experiment_id()
+        if info.sweep is None:
+            experiment_id = self._experiment_id()
+        else:  # a sweep's runs start together: two could each create the experiment, under one name
+            with folder_lock(info.sweep):
+                experiment_id = self._experiment_id()
         tags = dict(info.tags)
         if info.sweep is not None:
             tags["mlflow.parentRunId"] = shared_run_id(info.sweep, "mlflow", self.tracking_uri,
