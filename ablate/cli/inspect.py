@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ablate.cli import options
 from ablate.plugins import get_plugins
 from ablate.registry import KINDS, AblateError
 
@@ -44,18 +45,20 @@ def list_components(
 
 def describe(
     target: str = typer.Argument(..., help="A recipe file, an architecture name (e.g. vgg38, timm:resnet18) or a bundled recipe's name."),
-    norm: str = typer.Option(None, "--norm", help="Norm to compose with."),
-    shortcut: str = typer.Option(None, "--shortcut", help="Shortcut strategy to compose with."),
+    norm: options.Norm = None, shortcut: options.Shortcut = None, arch: options.Arch = None,
+    dataset: options.Dataset = None, set_: options.Sets = [],
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Per-layer table of a composed model: name, type, output shape, params."""
+    """Per-layer table of a composed model: name, type, output shape, params; what surgery did to a timm model."""
     from ablate.build import arm_from_target, model_for
     from ablate.describe import describe_model
+    from ablate.models.timm import surgery_of
 
-    arm = arm_from_target(target, {"model.norm": norm, "model.shortcut": shortcut})
+    arm = arm_from_target(target, options.collect_overrides(locals()))
     model, in_shape = model_for(arm.config)
-    info = {"arch": arm.config["model"]["arch"], "norm": arm.config["model"]["norm"],
-            "shortcut": arm.config["model"]["shortcut"], **describe_model(model, in_shape)}
+    m = arm.config["model"]
+    info = {"arch": m["arch"], "norm": m["norm"], "shortcut": m["shortcut"], "surgery": surgery_of(model),
+            **describe_model(model, in_shape)}
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -66,3 +69,5 @@ def describe(
     table.add_section()
     table.add_row("total", f"{info['weight_layers']} weight layers", "", f"{info['params']:,}")
     console.print(table)
+    if info["surgery"]:
+        console.print(f"surgery: {info['surgery']}", highlight=False)
