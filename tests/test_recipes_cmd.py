@@ -15,7 +15,7 @@ from ablate.registry import AblateError
 from ablate.sweep.grid import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["quickstart", "table1", "vgg08", "vgg38"]
+NAMES = ["quickstart", "resnet-shortcuts", "table1", "vgg08", "vgg38"]
 TINY = ["--epochs", "1", "--set", "data.train_size=200", "--set", "data.val_size=100", "--set", "data.test_size=100",
         "--set", "model.width=8", "--set", "train.threads=1", "-q"]
 

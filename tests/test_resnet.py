@@ -8,6 +8,7 @@ import torch
 
 from ablate.models import build_model, count_params
 from ablate.models.shortcuts import ZeroPadShortcut
+from ablate.recipe import load_recipe
 from ablate.registry import AblateError
 
 HE_ET_AL = [  # 10 classes unless said otherwise
@@ -100,3 +101,27 @@ def test_describe_resnet56_without_a_recipe(cli):
                 "--set", "data.num_classes=5", "--json")
     assert small.returncode == 0, small.stderr
     assert json.loads(small.stdout)["layers"][-1]["output_shape"] == [5]
+
+
+def test_the_resnet_recipe_is_he_et_als_six_arms():
+    arms = load_recipe("resnet-shortcuts")
+    assert [(a.name, a.config["model"]["arch"], a.config["model"]["shortcut"]) for a in arms] == [
+        ("Plain-20", "resnet20", "none"), ("ResNet-20 A", "resnet20", "zeropad"), ("ResNet-20 B", "resnet20", "proj"),
+        ("Plain-56", "resnet56", "none"), ("ResNet-56 A", "resnet56", "zeropad"), ("ResNet-56 B", "resnet56", "proj")]
+    for arm in arms:
+        assert arm.config["model"]["norm"] == "bn" and arm.config["data"]["dataset"] == "cifar10"
+        assert {k: arm.config["train"][k] for k in ("optimizer", "lr", "weight_decay", "batch_size")} == {
+            "optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-4, "batch_size": 128}
+
+
+@pytest.mark.slow
+def test_the_resnet_recipe_runs_offline_end_to_end(cli, tmp_path):
+    tiny = ["--dataset", "synthetic", "--set", "data.num_classes=4", "--set", "data.train_size=32", "--set",
+            "data.val_size=16", "--set", "data.test_size=16", "--epochs", "1", "--set", "model.width=2",
+            "--set", "train.threads=1", "-q"]
+    result = cli("run", "resnet-shortcuts", *tiny, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "resnet-shortcuts").glob("*/summary.json")]
+    assert sorted((s["arch"], s["shortcut"], s["status"]) for s in summaries) == sorted(
+        (arch, shortcut, "complete") for arch in ("resnet20", "resnet56") for shortcut in ("none", "zeropad", "proj"))
+    assert "ResNet56 BN+RC(proj)" in (tmp_path / "runs" / "resnet-shortcuts" / "report.md").read_text()

@@ -11,7 +11,7 @@ from torch import nn
 
 from ablate import rundir
 from ablate.models import build_model, count_params
-from ablate.models.surgery import NoShortcut, NormAct, SurgeryRefused, replace_norms
+from ablate.models.surgery import NoNorm, NormAct, NoShortcut, SurgeryRefused, replace_norms
 from ablate.models.timm import surgery_of
 from ablate.recipe import resolve
 from ablate.registry import RecipeError
@@ -56,8 +56,18 @@ def test_norm_act_layers_keep_their_activation():
     model = build_model("timm:efficientnet_b0", norm="none", num_classes=10)
     replaced = [m for m in model.modules() if isinstance(m, NormAct)]
     assert surgery_of(model) == "norm: 49 BatchNormAct2d removed (activation kept)"
-    assert len(replaced) == 49 and all(type(m.norm) is nn.Identity for m in replaced)
+    assert len(replaced) == 49 and all(isinstance(m.norm, NoNorm) for m in replaced)
     assert Counter(type(m.act).__name__ for m in replaced) == {"SiLU": 33, "Identity": 16}  # as timm built them
+
+
+def test_an_inplace_activation_after_a_removed_norm_leaves_its_input_alone():
+    """Pre-activation and dense blocks read a norm's input again; timm's in-place act must not overwrite it."""
+    x = torch.randn(2, 4, 3, 3, requires_grad=True) * 1.0
+    before = x.detach().clone()
+    out = NormAct(NoNorm(), nn.Identity(), nn.ReLU(inplace=True))(x)
+    assert torch.equal(x, before) and torch.equal(out, before.relu())
+    dpn = build_model("timm:dpn48b", norm="none", num_classes=10)  # a dual-path net: crashed in backward before
+    dpn(X).square().mean().backward()
 
 
 def test_shortcut_none_removes_every_residual_add():

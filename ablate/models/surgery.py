@@ -52,6 +52,15 @@ class NormAct(nn.Module):
         return self.act(self.drop(self.norm(x)))
 
 
+class NoNorm(nn.Module):
+    """Stands in for a removed norm (the factory returned ``nn.Identity``): a copy of its input, as a
+    norm returns a new tensor. timm follows norms with in-place activations, which must not overwrite
+    a tensor that another path still reads (the shortcut of a pre-activation block, a dense concat)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+
 class NoShortcut(nn.Module):
     """A timm block's ``downsample`` that returns a zero, so that the block's ``x += shortcut``
     adds nothing: neither signal nor gradient passes the skip path."""
@@ -79,6 +88,7 @@ def replacement(old: nn.Module, factory: NormFactory) -> nn.Module:
     """The factory's norm for ``old``'s channels, with ``old``'s affine parameters and running statistics
     where their shapes match (so timm's initialisation, e.g. zero-init of a block's last norm, carries over)."""
     new = factory(channels(old))
+    new = NoNorm() if type(new) is nn.Identity else new
     with torch.no_grad():
         for name in ("weight", "bias", "running_mean", "running_var"):
             mine, theirs = getattr(new, name, None), getattr(old, name, None)
@@ -114,7 +124,7 @@ def replace_norms(model: nn.Module, factory: NormFactory) -> str:
 
 def _norm_change(old: nn.Module, new: nn.Module) -> str:
     norm = new.norm if isinstance(new, NormAct) else new
-    change = "removed" if type(norm) is nn.Identity else f"-> {type(norm).__name__}"
+    change = "removed" if isinstance(norm, NoNorm) else f"-> {type(norm).__name__}"
     return f"{type(old).__name__} {change}" + (" (activation kept)" if isinstance(new, NormAct) else "")
 
 
