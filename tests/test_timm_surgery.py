@@ -76,6 +76,9 @@ def test_shortcut_none_removes_every_residual_add():
     blocks = [b for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for b in layer]
     assert surgery_of(model) == "shortcut: 8 residual adds removed"
     assert len(blocks) == 8 and all(isinstance(b.downsample, NoShortcut) for b in blocks)
+    # timm zero-inits each block's last BN (a residual block starts as the identity); a plain block must not output 0
+    assert all(torch.equal(b.bn2.weight, torch.ones(b.bn2.num_features)) for b in blocks)
+    assert build_model("timm:resnet18", shortcut="identity").layer1[0].bn2.weight.abs().sum() == 0  # skips kept
 
     def plain(block, x):
         x = block.aa(block.act1(block.drop_block(block.bn1(block.conv1(x)))))
@@ -86,7 +89,8 @@ def test_shortcut_none_removes_every_residual_add():
         for block in blocks:
             x = plain(block, x)
         reference = model.fc(model.global_pool(x))
-        assert torch.allclose(model(X), reference, atol=1e-6, rtol=1e-5)
+        out = model(X)
+        assert torch.allclose(out, reference, atol=1e-6, rtol=1e-5) and not torch.allclose(out[0], out[1])
 
 
 def test_downsampling_shortcuts_are_set_by_the_chosen_strategy():

@@ -173,6 +173,7 @@ def _set_shortcut(block: nn.Module, module: nn.Module | None, name: str, process
     """Make ``module`` the block's shortcut (its ``downsample``); what changed, or "" for nothing."""
     had_one = block.downsample is not None
     if module is None:
+        _restart_zeroed_norms(block)
         module, change = NoShortcut(), "residual adds removed"
     elif type(module) is nn.Identity and processing:  # timm's own identity skip is downsample = None
         module, change = None, f"shortcuts -> {name}" if had_one else ""
@@ -180,6 +181,15 @@ def _set_shortcut(block: nn.Module, module: nn.Module | None, name: str, process
         change = f"{'processing' if processing else 'downsampling'} shortcuts -> {name}"
     setattr(block, "downsample", module)
     return change
+
+
+def _restart_zeroed_norms(block: nn.Module) -> None:
+    """timm zero-initialises the weight of each residual block's last norm, so that the block starts as
+    the identity; without its skip the block would output zeros, so such a weight starts at 1 again."""
+    for m in block.modules():
+        weight = getattr(m, "weight", None)
+        if is_norm(m) and isinstance(weight, torch.Tensor) and not weight.any():
+            nn.init.ones_(weight)
 
 
 def _like(norm: nn.Module) -> NormFactory:
