@@ -130,10 +130,10 @@ def test_unknown_norms_are_refused_before_anything_changes():
 
 
 def test_describe_reports_the_surgery(cli):
-    done = cli("describe", "timm:resnet18", "--norm", "none", "--shortcut", "none", "--json")
+    done = cli("describe", "timm:resnet18", "--norm", "gn", "--shortcut", "none", "--json")  # gn: ablate-extra-norms
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
-    assert info["surgery"] == "norm: 20 BatchNorm2d removed; shortcut: 8 residual adds removed"
+    assert info["surgery"] == "norm: 20 BatchNorm2d -> GroupNorm; shortcut: 8 residual adds removed"
     assert not any("BatchNorm" in layer["type"] for layer in info["layers"])
     refused = cli("describe", "timm:mobilenetv3_small_050", "--shortcut", "zeropad")
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
