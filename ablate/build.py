@@ -11,6 +11,7 @@ from ablate.data import DataSpec, Splits, data_spec
 from ablate.models import build_model
 from ablate.plugins import registry
 from ablate.recipe import DATA_KEYS, DEFAULTS, RESERVED, Arm, load_recipe, resolve
+from ablate.registry import RecipeError
 
 if TYPE_CHECKING:
     import torch
@@ -22,6 +23,9 @@ def arm_from_target(target: str, overrides: dict[str, Any]) -> Arm:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if target.endswith(".toml") or Path(target).is_file() or (target not in registry("architectures") and target in bundled_recipes()):
         return load_recipe(target, overrides)[0]
+    if overrides.get("model.arch", target) != target:
+        raise RecipeError(f"{target} is an architecture; --arch {overrides['model.arch']} applies to a recipe, "
+                          f"or name the architecture once")
     return resolve({"model": {"arch": target}}, "command line", overrides)[0]
 
 

@@ -22,9 +22,9 @@ from typing import Any, Mapping, cast
 
 from ablate.config import Config
 from ablate.files import atomic_write_text
-from ablate.models import ENTRY_NORM, SAME, architecture
+from ablate.models import ENTRY_NORM, KEEP, SAME, architecture, check_keep, default_components
 from ablate.plugins import BUILTIN_NAME, check_required, get_plugins, registry
-from ablate.registry import Component, RecipeError, UnknownComponentError
+from ablate.registry import AblateError, Component, RecipeError, UnknownComponentError
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"arch": "vgg38", "norm": "none", "shortcut": "none"},
@@ -219,7 +219,7 @@ def validate(config: dict[str, Any], source: str) -> Config:
         given = config.get(section, {})
         if not isinstance(given, dict):
             raise RecipeError(f"{source}: '{section}' must be a table, got {given!r}")
-        out[section] = {**defaults, **given}
+        out[section] = {**defaults, **_arch_defaults(section, given), **given}
         for key, value in given.items():
             _check_value(source, section, key, value, defaults)
     for dotted, kind in KIND_OF.items():
@@ -232,6 +232,13 @@ def validate(config: dict[str, Any], source: str) -> Config:
     if "recipe_source" in config:
         out["recipe_source"] = _check_recipe_source(source, config["recipe_source"])
     return cast(Config, out)
+
+
+def _arch_defaults(section: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The chosen architecture's own norm and shortcut defaults (``keep`` for timm models)."""
+    if section != "model" or not isinstance(given.get("arch", ""), str):
+        return {}
+    return default_components(given.get("arch", DEFAULTS["model"]["arch"]))
 
 
 def _check_recipe_source(source: str, value: Any) -> dict[str, str]:
@@ -273,8 +280,10 @@ def _check_component(source: str, dotted: str, config: dict[str, Any], kind: str
     section, key = dotted.split(".")
     name = config[section][key]
     try:
+        if name == KEEP and kind in ("norms", "shortcuts"):
+            return check_keep(config["model"]["arch"], kind[:-1], name)
         _component(kind, name)
-    except UnknownComponentError as exc:
+    except AblateError as exc:
         raise RecipeError(f"{source}: {dotted} = {name!r}: {exc}") from None
 
 

@@ -5,11 +5,12 @@ import os
 
 import pytest
 
-from ablate.bench import BenchArm, expand_arms, worker
+from ablate.bench import BenchArm, check_names, expand_arms, worker
 from ablate.bench.schema import FIELDS, row_problems
 from ablate.cli import main
-from ablate.cli.bench import split_targets
+from ablate.cli.bench import grid_arms, split_targets
 from ablate.cli.inspect import describe
+from ablate.models import build_model, count_params
 from ablate.registry import AblateError
 
 TINY = dict(device="cpu", batch_size=4, warmup=0, steps=2, num_classes=10)
@@ -21,12 +22,27 @@ def test_arms_are_the_cartesian_product_in_order():
         ("vgg08", "none", "none"), ("vgg08", "bn", "none"), ("vgg38", "none", "none"), ("vgg38", "bn", "none")]
 
 
-def test_timm_arm_is_benched_once_and_repeats_are_dropped():
-    arms = expand_arms(["timm:resnet18", "vgg08", "vgg08"], ["none", "bn", "bn"], ["none", "proj"], steps=3)
-    labels = [(a.arch, a.norm, a.shortcut) for a in arms]
-    assert labels[0] == ("timm:resnet18", "-", "-")
-    assert labels[1:] == [("vgg08", n, s) for n in ("none", "bn") for s in ("none", "proj")]
+def test_repeats_are_dropped():
+    arms = expand_arms(["vgg08", "vgg08"], ["none", "bn", "bn"], ["none", "proj"], steps=3)
+    assert [(a.arch, a.norm, a.shortcut) for a in arms] == [("vgg08", n, s) for n in ("none", "bn") for s in ("none", "proj")]
     assert all(a.steps == 3 for a in arms)
+
+
+def test_timm_models_take_every_norm_and_shortcut_of_the_grid_and_keep_their_own_by_default():
+    arms = grid_arms(None, ["resnet20", "resnet56", "timm:resnet18"], ["bn", "gn"], ["none", "proj"])
+    cells = [(a.arch, a.norm, a.shortcut) for a in arms]
+    assert len(cells) == 12 and cells[-4:] == [("timm:resnet18", n, s) for n in ("bn", "gn") for s in ("none", "proj")]
+    defaults = grid_arms(None, ["timm:resnet18", "vgg08", "timm:resnet18"], None, ["proj"])
+    assert [(a.arch, a.norm, a.shortcut) for a in defaults] == [("timm:resnet18", "keep", "proj"), ("vgg08", "none", "proj")]
+    with pytest.raises(AblateError, match="norm 'keep' .* applies only to timm:<name> architectures, not vgg08"):
+        check_names(["timm:resnet18", "vgg08"], ["keep"], ["none"])
+
+
+def test_a_timm_arm_with_surgery_is_benched():
+    row = worker.run(BenchArm("timm:resnet10t", "none", "none", **TINY))
+    operated = build_model("timm:resnet10t", norm="none", shortcut="none", num_classes=10)
+    assert row["error"] is None and row["params"] == count_params(operated)
+    assert row["params"] < count_params(build_model("timm:resnet10t", num_classes=10))
 
 
 def test_compile_mode_may_follow_the_flag():

@@ -15,7 +15,7 @@ from ablate.registry import AblateError
 from ablate.sweep.grid import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["quickstart", "table1", "vgg08", "vgg38"]
+NAMES = ["quickstart", "resnet-shortcuts", "table1", "vgg08", "vgg38"]
 TINY = ["--epochs", "1", "--set", "data.train_size=200", "--set", "data.val_size=100", "--set", "data.test_size=100",
         "--set", "model.width=8", "--set", "train.threads=1", "-q"]
 
@@ -37,7 +37,7 @@ def test_recipes_lists_names_and_descriptions():
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert [line.split()[0] for line in lines[:len(bundled_recipes())]] == sorted(bundled_recipes())
-    assert "quickstart  Quickstart: the study's point" in result.output
+    assert lines[0].split(maxsplit=1) == ["quickstart", "Quickstart: the study's point in a few CPU-minutes, offline."]
     assert f"bundled with ablate {__version__}" in lines[-1]
 
 

@@ -35,7 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
     ("vgg38", "bn", "zeropad", "VGG38 BN+RC(pad)"),
     ("vgg38", "none", "proj", "VGG38 RC(proj)"),
     ("vgg", "groupnorm", "gated", "VGG groupnorm+gated"),
-    ("timm:resnet18", "none", "none", "timm:resnet18"),
+    ("timm:resnet18", "keep", "keep", "timm:resnet18"),
+    ("timm:resnet18", "bn", "none", "timm:resnet18 BN+no-shortcut"),
+    ("timm:resnet18", "none", "keep", "timm:resnet18 no-norm"),
+    ("resnet56", "bn", "zeropad", "ResNet56 BN+RC(pad)"),
+    ("resnet20", "bn", "none", "ResNet20 BN"),
 ])
 def test_model_labels(arch, norm, shortcut, label):
     assert model_label(arch, norm, shortcut) == label

@@ -6,14 +6,13 @@ import itertools
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ablate.models import build_model, timm
+from ablate.models import KEEP, build_model, check_keep, timm
 from ablate.plugins import registry
 from ablate.registry import AblateError
 
 if TYPE_CHECKING:
     from torch import nn
 
-NOT_APPLICABLE = "-"
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
@@ -51,19 +50,16 @@ class BenchArm:
         return asdict(self)
 
     def build(self) -> nn.Module:
-        if self.is_timm:
-            return build_model(self.arch, num_classes=self.num_classes, in_channels=self.in_channels)
+        options = {} if self.is_timm else self.options
         return build_model(self.arch, norm=self.norm, shortcut=self.shortcut, num_classes=self.num_classes,
-                           in_channels=self.in_channels, **self.options)
+                           in_channels=self.in_channels, **options)
 
 
 def expand_arms(archs: list[str], norms: list[str], shortcuts: list[str], **settings: Any) -> list[BenchArm]:
-    """The cartesian product, in order, without repeats; a timm architecture appears once."""
+    """The cartesian product, in order, without repeats."""
     seen: set[tuple[str, str, str]] = set()
     arms = []
     for arch, norm, shortcut in itertools.product(archs, norms, shortcuts):
-        if timm.is_timm(arch):
-            norm = shortcut = NOT_APPLICABLE
         if (arch, norm, shortcut) not in seen:
             seen.add((arch, norm, shortcut))
             arms.append(BenchArm(arch, norm, shortcut, **settings))
@@ -71,11 +67,15 @@ def expand_arms(archs: list[str], norms: list[str], shortcuts: list[str], **sett
 
 
 def check_names(archs: list[str], norms: list[str], shortcuts: list[str]) -> None:
-    """Raise the registry's one-line error (listing the choices) for any unknown name."""
-    for name in norms:
-        registry("norms").get(name)
-    for name in shortcuts:
-        registry("shortcuts").get(name)
+    """Raise the registry's one-line error (listing the choices) for any unknown name, and for ``keep``
+    with an architecture that is not a timm model."""
+    for kind, names in (("norm", norms), ("shortcut", shortcuts)):
+        for name in names:
+            if name == KEEP:
+                for arch in archs:
+                    check_keep(arch, kind, name)
+            else:
+                registry(kind + "s").get(name)
     for name in archs:
         if timm.is_timm(name):
             timm.check(name)

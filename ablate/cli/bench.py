@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Literal, Optional, TextIO
 
 import typer
 from rich.console import Console
@@ -27,7 +27,7 @@ from ablate.bench.arms import (
 from ablate.bench.runner import run_arm
 from ablate.build import dataset_spec, model_options
 from ablate.config import Config
-from ablate.recipe import load_recipe, resolve
+from ablate.recipe import Arm, load_recipe, resolve
 from ablate.registry import AblateError
 
 console = Console(soft_wrap=True)
@@ -46,14 +46,28 @@ def split_targets(targets: list[str], compile_: bool) -> tuple[str | None, str |
     return (recipes[0] if recipes else None), mode
 
 
-def base_config(recipe: str | None) -> tuple[Config, dict[str, list[str]]]:
-    """The first arm's resolved config, and the arch/norm/shortcut values of all the recipe's arms."""
+def recipe_arms(recipe: str | None, overrides: dict[str, Any] | None = None) -> list[Arm]:
+    """The recipe's arms (else the defaults', vgg38/none/none) under ``overrides``."""
     if recipe is None:
-        arms = resolve({"model": {"arch": "vgg38"}}, "defaults", {})
-    else:
-        arms = load_recipe(recipe)
-    lists = {key: list(dict.fromkeys(arm.config["model"][key] for arm in arms)) for key in ("arch", "norm", "shortcut")}
-    return arms[0].config, lists
+        return resolve({"model": {"arch": "vgg38"}}, "defaults", overrides or {})
+    return load_recipe(recipe, overrides)
+
+
+def recipe_values(arms: list[Arm], key: Literal["arch", "norm", "shortcut"]) -> list[str]:
+    """The distinct ``[model]`` values of ``key`` among ``arms``, in order."""
+    return list(dict.fromkeys(arm.config["model"][key] for arm in arms))
+
+
+def grid_arms(recipe: str | None, archs: list[str], norms: list[str] | None, shortcuts: list[str] | None,
+              **settings: Any) -> list[BenchArm]:
+    """Each architecture with the given norms and shortcuts; without them, with those the recipe's arms
+    give that architecture (as ``ablate run RECIPE --arch ARCH`` would: ``keep`` for a timm model)."""
+    arms = []
+    for arch in dict.fromkeys(archs):
+        own = recipe_arms(recipe, {"model.arch": arch}) if norms is None or shortcuts is None else []
+        arms += expand_arms([arch], norms or recipe_values(own, "norm"), shortcuts or recipe_values(own, "shortcut"),
+                            **settings)
+    return arms
 
 
 def recipe_compile(value: Any) -> str | None:
@@ -144,12 +158,11 @@ def bench(
     Per arm: params, FLOPs/image, train and inference img/s (median, IQR), peak memory, gradient flow at init.
     """
     recipe, mode = split_targets(targets or [], compile_)
-    config, defaults = base_config(recipe)
-    archs, norms, shortcuts = (split_list(given) or defaults[key] for given, key in
-                               ((arch, "arch"), (norm, "norm"), (shortcut, "shortcut")))
-    check_names(archs, norms, shortcuts)
-    settings = arm_settings(config, device, amp, batch_size, channels_last, mode, warmup, steps)
-    arms = expand_arms(archs, norms, shortcuts, **settings)
+    base = recipe_arms(recipe)
+    archs, norms, shortcuts = split_list(arch) or recipe_values(base, "arch"), split_list(norm), split_list(shortcut)
+    check_names(archs, norms or [], shortcuts or [])
+    settings = arm_settings(base[0].config, device, amp, batch_size, channels_last, mode, warmup, steps)
+    arms = grid_arms(recipe, archs, norms, shortcuts, **settings)
     rows = run_all(arms, json_out)
     console.print(environment_line(rows), highlight=False)
     print_wide(results_table(rows))

@@ -47,19 +47,20 @@ def list_components(
 
 def describe(
     target: str = typer.Argument(..., help="A recipe file, an architecture name (e.g. vgg38, timm:resnet18) or a bundled recipe's name."),
-    norm: str = typer.Option(None, "--norm", help="Norm to compose with."),
-    shortcut: str = typer.Option(None, "--shortcut", help="Shortcut strategy to compose with."),
+    norm: options.Norm = None, shortcut: options.Shortcut = None, arch: options.Arch = None,
+    dataset: options.Dataset = None, set_: options.Sets = [],
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    set_: options.Sets = [],
 ) -> None:
-    """Per-layer table of a composed model: name, type, output shape, params."""
+    """Per-layer table of a composed model: name, type, output shape, params; what surgery did to a timm model."""
     from ablate.build import arm_from_target, model_for
     from ablate.describe import describe_model
+    from ablate.models.timm import surgery_of
 
     arm = arm_from_target(target, options.collect_overrides(locals()))
     model, in_shape = model_for(arm.config)
-    info = {"arch": arm.config["model"]["arch"], "norm": arm.config["model"]["norm"],
-            "shortcut": arm.config["model"]["shortcut"], **describe_model(model, in_shape)}
+    m = arm.config["model"]
+    info = {"arch": m["arch"], "norm": m["norm"], "shortcut": m["shortcut"], "surgery": surgery_of(model),
+            **describe_model(model, in_shape)}
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -70,3 +71,5 @@ def describe(
     table.add_section()
     table.add_row("total", f"{info['weight_layers']} weight layers", "", f"{info['params']:,}")
     console.print(table)
+    if info["surgery"]:
+        console.print(f"surgery: {info['surgery']}", highlight=False)

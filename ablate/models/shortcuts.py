@@ -1,10 +1,20 @@
-"""Shortcut modules used by the built-in shortcut strategies."""
+"""Shortcut modules used by the built-in shortcut strategies, and how a block adds a shortcut."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+
+def add_shortcut(shortcut: nn.Module | None, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """The residual branch combined with the shortcut of the block's input ``x``: their sum, or the
+    shortcut's own ``merge(skip, residual)`` when it defines one; ``residual`` alone without a shortcut."""
+    if shortcut is None:
+        return residual
+    skip = shortcut(x)
+    merge = getattr(shortcut, "merge", None)
+    return merge(skip, residual) if merge is not None else residual + skip
 
 
 class ZeroPadShortcut(nn.Module):

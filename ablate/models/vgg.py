@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ablate.models.shortcuts import add_shortcut
+
 NormFactory = Callable[[int], nn.Module]
 ShortcutFactory = Callable[[int, int, int, NormFactory], "nn.Module | None"]
 
@@ -51,11 +53,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.second(self.pool(self.act1(self.first(x))))
-        if self.shortcut is not None:
-            skip = self.shortcut(x)
-            merge = getattr(self.shortcut, "merge", None)
-            out = merge(skip, out) if merge is not None else out + skip
-        return self.act2(out)
+        return self.act2(add_shortcut(self.shortcut, x, out))
 
 
 def make_block(cin: int, cout: int, stride: int, norm: NormFactory, shortcut: ShortcutFactory,

@@ -23,6 +23,7 @@ from ablate.data import Splits
 from ablate.data.augment import DeviceLoader, channel_stats
 from ablate.gradflow import GradFlowRecorder
 from ablate.models import count_params
+from ablate.models.timm import surgery_of
 from ablate.plugins import get_plugins
 from ablate.recipe import provenance
 from ablate.registry import AblateError
@@ -247,9 +248,10 @@ def _summary_base(config: Config, s: Prepared) -> dict[str, Any]:
     return {
         "name": config.get("name"), "arch": m["arch"], "norm": m["norm"], "shortcut": m["shortcut"],
         "lr": t["lr"], "seed": t["seed"], "dataset": s.splits.name, "num_classes": s.splits.num_classes,
-        "sizes": s.splits.sizes, "params": count_params(s.model), "epochs": t["epochs"], "amp": s.precision.name,
-        "channels_last": s.channels_last, "deterministic": t["deterministic"], "recipe_source": config.get("recipe_source"),
-        "components": provenance(config), "required_plugins": config["required_plugins"],
+        "sizes": s.splits.sizes, "params": count_params(s.model), "surgery": surgery_of(s.model), "epochs": t["epochs"],
+        "amp": s.precision.name, "channels_last": s.channels_last, "deterministic": t["deterministic"],
+        "recipe_source": config.get("recipe_source"), "components": provenance(config),
+        "required_plugins": config["required_plugins"],
         "environment": environment(s.device, get_plugins().versions(), s.threads),
     }
 
