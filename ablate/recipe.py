@@ -303,11 +303,13 @@ def _check_entry_norm(source: str, config: dict[str, Any]) -> None:
 
 
 def used_components(config: Mapping[str, Any]) -> list[tuple[str, Component]]:
-    """Each component a resolved config uses, with the recipe key that chose it."""
+    """Each component a resolved config uses, with the recipe key that chose it (``keep``, a timm model's
+    own layers, is no component)."""
     used = []
     for dotted, kind in KIND_OF.items():
         section, key = dotted.split(".")
-        used.append((dotted, _component(kind, config[section][key])))
+        if config[section][key] != KEEP:
+            used.append((dotted, _component(kind, config[section][key])))
     if config["model"].get(ENTRY_NORM, SAME) != SAME:
         used.append((f"model.{ENTRY_NORM}", registry("norms").get(config["model"][ENTRY_NORM])))
     return used + [("callbacks", registry("callbacks").get(cb["name"])) for cb in config["callbacks"]]

@@ -149,3 +149,12 @@ def test_rerunning_a_saved_recipe_without_its_plugin_names_the_package(distribut
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[0].startswith(
         f"error: {saved}: needs ablate-probe>=0.1, which is not installed (pip install ablate-probe); installed plugins: ")
+
+
+def test_a_timm_model_keeping_its_own_layers_requires_no_plugin():
+    from ablate.recipe import plugin_requirements, resolve, used_components
+
+    config = resolve({"model": {"arch": "timm:resnet18"}, "data": {"dataset": "synthetic"}}, "test", {})[0].config
+    assert (config["model"]["norm"], config["model"]["shortcut"]) == ("keep", "keep")
+    assert [key for key, _ in used_components(config)] == ["model.arch", "data.dataset"]
+    assert plugin_requirements(config) == []
