@@ -148,6 +148,9 @@ def resolve(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list
     _check_top_level(raw, source)
     check_required(_string_list(raw.get("required_plugins", []), source, "required_plugins"), source)
     overrides = dict(overrides)
+    swept = next((key for key in overrides if key.startswith("sweep.")), None)
+    if swept:
+        raise RecipeError(f"{source}: --set {swept}: sweep.* keys apply to `ablate sweep` only; for one run use --seed")
     extra_callbacks = overrides.pop("callbacks", [])
     base = {k: v for k, v in raw.items() if k not in ("arms", *SWEEP_ONLY)}
     arms_raw = raw.get("arms") or [{}]

@@ -128,6 +128,26 @@ def test_overlay_figures(tmp_path):
     check_png(flow)
 
 
+def test_curves_overlay_shades_the_interval_of_several_seeds(tmp_path, monkeypatch):
+    from ablate.gradflow import plots as gradflow_plots
+    from ablate.report import group_runs, load_runs, plots
+
+    for seed in range(3):
+        run = make_run(tmp_path, f"s{seed}", "vgg38", vanishing=False)
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "seed": seed}))
+    make_run(tmp_path, "single", "vgg08", vanishing=False)
+    runs = load_runs([tmp_path])
+    group_runs(runs)
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, stem, formats: figures.append(fig) or gradflow_plots.save(fig, stem, formats))
+    [path] = plot_curves_overlay(runs, tmp_path / "curves")
+    check_png(path)
+    loss_ax, acc_ax = figures[0].axes
+    assert sorted(line.get_label() for line in loss_ax.get_lines()) == ["VGG08", "VGG38 (n=3)"]
+    assert len(loss_ax.collections) == len(acc_ax.collections) == 1  # one band: the three seeds of VGG38
+
+
 def test_csv_round_trip_keeps_values(tmp_path):
     table = fake_table(layers=3, epochs=2)
     table.values[(1, "grad_norm", "mean")][0] = math.nan

@@ -1,4 +1,4 @@
-"""``ablate report``: labels, values straight from summary.json, seed groups, paired diffs, formats, CLI."""
+"""``ablate report``: labels, values straight from summary.json, seed groups, comparisons, formats, CLI."""
 
 import csv
 import io
@@ -17,12 +17,10 @@ from ablate.report import (
     find_runs,
     fmt_lr,
     fmt_params,
-    group_runs,
-    load_runs,
     markdown_table,
     model_label,
-    paired_diff,
 )
+from ablate.report.pairwise import holm
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,30 +154,112 @@ def test_mixed_verdicts_and_unfinished_runs(tmp_path):
     assert "VGG38 *" in markdown_table([row])
 
 
-def test_paired_difference_over_shared_seeds(tmp_path):
+def test_comparison_pairs_the_shared_seeds(tmp_path):
     for seed, (a, b) in enumerate([(0.60, 0.01), (0.62, 0.02), (0.58, 0.01)]):
         make_run(tmp_path, norm="bn", shortcut="identity", seed=seed, test_acc=a, val_acc=a - 0.05)
         make_run(tmp_path, seed=seed, test_acc=b, val_acc=b)
     make_run(tmp_path, seed=9, test_acc=0.99)  # no partner: left out
-    groups = group_runs(load_runs([tmp_path]))
-    diff = paired_diff(groups, "VGG38 BN+RC", "vgg38")
+    [c] = build_report([tmp_path], compare=[("VGG38 BN+RC", "vgg38")]).comparisons
     expected = [0.59, 0.60, 0.57]
-    assert diff["seeds"] == [0, 1, 2] and diff["n"] == 3
-    assert diff["test_acc_diff"] == pytest.approx(statistics.fmean(expected))
-    assert diff["test_acc_diff_std"] == pytest.approx(statistics.stdev(expected))
-    assert diff["val_acc_diff"] == pytest.approx(statistics.fmean(expected) - 0.05)
-    with pytest.raises(ReportError, match="matches no configuration"):
-        paired_diff(groups, "VGG38 BN", "VGG38")
+    assert (c.a, c.b, c.seeds, c.n, c.paired, c.metric) == ("VGG38 BN+RC", "VGG38", [0, 1, 2], 3, True, "test_acc")
+    assert c.diff == pytest.approx(statistics.fmean(expected)) and c.sd == pytest.approx(statistics.stdev(expected))
+    assert c.mean_b == pytest.approx(statistics.fmean([0.01, 0.02, 0.01]))  # seed 9 is not in the comparison
+    assert c.p_better == 1.0 and c.verdict == "VGG38 BN+RC better (CI excludes 0)"
+    [c] = build_report([tmp_path], compare=[("VGG38 BN+RC", "vgg38")], metric="val_acc").comparisons
+    assert c.metric == "val_acc" and c.diff == pytest.approx(statistics.fmean(expected) - 0.05)
+    with pytest.raises(ReportError, match="--compare 'VGG38 BN' matches no configuration"):
+        build_report([tmp_path], compare=[("VGG38 BN", "VGG38")])
+    with pytest.raises(ReportError, match="compared with itself"):
+        build_report([tmp_path], compare=[("VGG38", "vgg38")])
 
 
-def test_ambiguous_diff_names_need_the_learning_rate(tmp_path):
+def test_ambiguous_names_need_the_learning_rate(tmp_path):
     make_run(tmp_path, norm="bn", lr=1e-3)
     make_run(tmp_path, norm="bn", lr=1e-2, test_acc=0.7)
-    groups = group_runs(load_runs([tmp_path]))
     with pytest.raises(ReportError, match="ambiguous"):
-        paired_diff(groups, "VGG38 BN", "VGG38 BN")
-    diff = paired_diff(groups, "VGG38 BN lr=1e-2", "VGG38 BN lr=1e-3")
-    assert diff["test_acc_diff"] == pytest.approx(0.2)
+        build_report([tmp_path], compare=[("VGG38 BN", "VGG38 BN")])
+    [c] = build_report([tmp_path], compare=[("VGG38 BN lr=1e-2", "VGG38 BN lr=1e-3")]).comparisons
+    assert (c.a, c.b) == ("VGG38 BN lr=1e-2", "VGG38 BN lr=1e-3") and c.diff == pytest.approx(0.2)
+    assert c.verdict == "too few seeds (n = 1)" and c.diff_ci_low is None and c.seeds_needed is None
+
+
+def five_seed_arms(root: Path) -> None:
+    for seed in range(5):
+        make_run(root, shortcut="identity", seed=seed, test_acc=0.40 + 0.01 * seed)
+        make_run(root, norm="bn", shortcut="identity", seed=seed, test_acc=0.60 + 0.013 * seed - 0.004 * (seed % 2))
+        make_run(root, norm="bn", seed=seed, test_acc=0.41 + 0.012 * seed - 0.03 * (seed % 2))
+        make_run(root, arch="vgg08", seed=seed + 5, test_acc=0.45 + 0.01 * seed)  # other seeds: unpaired
+
+
+def test_baseline_compares_every_other_arm_with_holm_over_all(tmp_path):
+    five_seed_arms(tmp_path)
+    report = build_report([tmp_path], baseline="VGG38 RC")
+    assert [(c.a, c.b) for c in report.comparisons] == [("VGG08", "VGG38 RC"), ("VGG38 BN", "VGG38 RC"),
+                                                        ("VGG38 BN+RC", "VGG38 RC")]
+    unpaired, bn, bnrc = report.comparisons
+    assert [c.t_p_holm for c in report.comparisons] == holm([c.t_p for c in report.comparisons])
+    assert [c.rank_p_holm for c in report.comparisons] == holm([c.rank_p for c in report.comparisons])
+    assert (unpaired.paired, unpaired.n_a, unpaired.n_b, unpaired.rank_test) == (False, 5, 5, "Mann-Whitney U")
+    assert unpaired.diff == pytest.approx(0.05)
+    assert bnrc.verdict == "VGG38 BN+RC better (CI excludes 0)" and bnrc.seeds_needed is not None
+    assert bn.verdict.startswith("no detectable difference")
+    text = report.markdown()
+    assert "Unpaired (no shared seeds): VGG08 vs VGG38 RC" in text and "5 + 5 unpaired" in text
+    assert "Holm-Bonferroni over the 3 comparisons" in text
+    row = next(r for r in report.rows if r["model"] == "VGG38 RC")
+    accs = [0.40, 0.41, 0.42, 0.43, 0.44]
+    assert row["test_acc_iqm"] == pytest.approx(0.42) and row["test_acc_ci_low"] < 0.42 < row["test_acc_ci_high"]
+    assert "| VGG38 RC | 1e-3 | 5 | 42.00 | 1.58 |" in text and statistics.stdev(accs) == pytest.approx(0.0158, abs=1e-4)
+
+
+def test_markdown_csv_and_json_carry_the_same_numbers(tmp_path):
+    five_seed_arms(tmp_path)
+    report = build_report([tmp_path], baseline="VGG38 RC")
+    data = json.loads(report.json())
+    comparison_lines = [line for line in report.markdown().splitlines() if line.startswith("| VGG") and " | VGG38 RC | " in line]
+    assert len(comparison_lines) == 3
+    for json_row, csv_row, line in zip(data["comparisons"], csv.DictReader(io.StringIO(report.csv())), comparison_lines):
+        for key in ("diff", "diff_ci_low", "diff_ci_high", "p_better", "t_p", "t_p_holm", "rank_p", "rank_p_holm"):
+            assert float(csv_row[key]) == json_row[key], key
+        assert csv_row["verdict"] == json_row["verdict"] and int(csv_row["seeds_needed"]) == json_row["seeds_needed"]
+        assert f"{100 * json_row['diff']:+.2f} [{100 * json_row['diff_ci_low']:.2f}, {100 * json_row['diff_ci_high']:.2f}]" in line
+        assert f"{json_row['p_better']:.2f} [{json_row['p_better_ci_low']:.2f}, {json_row['p_better_ci_high']:.2f}]" in line
+        assert f"{json_row['t_p']:.2g} ({json_row['t_p_holm']:.2g})" in line and json_row["verdict"] in line
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(csv_table(report.rows, "test_acc")))}
+    for json_row in data["rows"]:
+        for key in ("test_acc", "test_acc_ci_low", "test_acc_ci_high", "test_acc_iqm"):
+            assert float(rows[json_row["model"]][key]) == json_row[key]
+
+
+def test_losses_are_better_lower(tmp_path):
+    for seed in range(4):
+        make_run(tmp_path, norm="bn", seed=seed, test_loss=1.0 + 0.02 * seed)
+        make_run(tmp_path, seed=seed, test_loss=2.3 + 0.01 * (seed % 2))
+    [c] = build_report([tmp_path], compare=[("VGG38 BN", "VGG38")], metric="test_loss").comparisons
+    assert c.higher_is_better is False and c.diff < 0 and c.p_better == 1.0
+    assert c.verdict == "VGG38 BN better (CI excludes 0)"
+
+
+def test_bad_metric_and_baseline_are_one_line_errors(tmp_path):
+    make_run(tmp_path, seed=0)
+    for kwargs, message in [({"metric": "nope"}, "--metric 'nope': not a number in any run's summary; numeric keys: "),
+                            ({"metric": "arch"}, "--metric 'arch': not a number"),
+                            ({"baseline": "VGG38"}, "--baseline 'VGG38': no other configuration")]:
+        with pytest.raises(ReportError, match=message.replace("(", "\\(")) as info:
+            build_report([tmp_path], **kwargs)
+        assert "\n" not in str(info.value)
+    assert "epochs_completed" in str(pytest.raises(ReportError, build_report, [tmp_path], metric="nope").value)
+
+
+def test_unfinished_runs_without_test_values_still_report(tmp_path):
+    for seed in range(2):
+        run = make_run(tmp_path, seed=seed, status="running")
+        summary = json.loads((run / "summary.json").read_text())
+        del summary["test_acc"], summary["test_loss"]
+        (run / "summary.json").write_text(json.dumps(summary))
+    report = build_report([tmp_path])
+    assert report.metric == "test_acc" and report.rows[0]["test_acc"] is None and report.rows[0]["test_acc_ci_low"] is None
+    assert "| VGG38 | 1e-3 | 2 | – | – | – | – |" in report.markdown()
 
 
 def test_csv_and_json_are_machine_readable(tmp_path):
@@ -223,10 +303,29 @@ def test_report_cli_end_to_end(cli, tmp_path):
     assert "| VGG08 BN |" in (tmp_path / "runs" / "report.md").read_text()
 
     result = cli("report", str(tmp_path / "runs" / "plain"), str(tmp_path / "runs" / "bn"),
-                 "--out", str(tmp_path / "rep"), "--diff", "VGG08 BN", "VGG08")
+                 "--out", str(tmp_path / "rep"), "--diff", "VGG08 BN", "VGG08")  # --diff: --compare's old name
     assert result.returncode == 0, result.stderr
-    assert "VGG08 BN" in result.stdout and "shared seed" in result.stdout
+    assert "Comparisons: Test acc %" in result.stdout and "too few seeds (n = 1)" in result.stdout
     assert (tmp_path / "rep" / "curves.png").exists()
+
+
+def test_report_cli_compares_with_a_baseline(cli, tmp_path):
+    five_seed_arms(tmp_path)
+    result = cli("report", str(tmp_path), "--baseline", "VGG38 RC", "--no-figures")
+    assert result.returncode == 0, result.stderr
+    assert "Test acc % per configuration" in result.stdout and "VGG38 BN+RC better (CI excludes 0)" in result.stdout
+    assert "Unpaired (no shared seeds): VGG08 vs VGG38 RC" in result.stdout
+    result = cli("report", str(tmp_path), "--compare", "VGG38 BN+RC", "VGG38 RC", "--format", "csv", "--no-figures")
+    [row] = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert (row["a"], row["b"], row["seeds"], row["verdict"]) == ("VGG38 BN+RC", "VGG38 RC", "0;1;2;3;4",
+                                                                  "VGG38 BN+RC better (CI excludes 0)")
+    result = cli("report", str(tmp_path), "--baseline", "VGG38 RC", "--metric", "test_loss", "--format", "json",
+                 "--no-figures")
+    data = json.loads(result.stdout)
+    assert data["metric"] == "test_loss" and [c["higher_is_better"] for c in data["comparisons"]] == [False] * 3
+    result = cli("report", str(tmp_path), "--baseline", "VGG38 RC", "--metric", "test_accuracy", "--no-figures")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: --metric 'test_accuracy': not a number") and result.stderr.count("\n") == 1
 
 
 def test_a_multi_arm_run_ends_with_the_report(cli, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ablate.models import build_model, count_params
-from ablate.recipe import RecipeError, dump
+from ablate.recipe import RecipeError, dump, load_recipe
 from ablate.sweep.grid import expand, load_sweep
 from ablate.sweep.runner import plan
 
@@ -85,6 +85,22 @@ def test_nested_dotted_keys_and_overrides_replace_an_axis():
     runs = expand(raw, "grid.toml", {"train.lr": 0.5})
     assert [(a.config["train"]["lr"], a.config["train"]["batch_size"]) for _, a in runs] == [(0.5, 10), (0.5, 20)]
     assert [name for name, _ in runs] == ["train.batch_size=10", "train.batch_size=20"]
+
+
+def test_set_sweep_keys_add_or_replace_grid_axes(tmp_path):
+    path = tiny_recipe(tmp_path, "[sweep]\nseeds = [0]\nlr = [1e-3]\n")
+    _, runs = load_sweep(path, {"sweep.seeds": [0, 1, 2], "sweep.norm": ["none", "bn"], "train.epochs": 2}, tmp_path)
+    assert [(r.config["model"]["norm"], r.seed, r.config["train"]["epochs"]) for r in runs] == [
+        (norm, seed, 2) for norm in ("none", "bn") for seed in (0, 1, 2)]
+    _, runs = load_sweep(REPO / "recipes/quickstart.toml", {"sweep.seeds": [0, 1]})  # a recipe without [sweep]
+    assert [(r.name, r.seed) for r in runs[:3]] == [("VGG08", 0), ("VGG08", 1), ("VGG38", 0)] and len(runs) == 10
+    with pytest.raises(RecipeError, match="must be a non-empty list"):
+        load_sweep(path, {"sweep.seeds": 3})
+
+
+def test_a_single_run_refuses_sweep_keys():
+    with pytest.raises(RecipeError, match="--set sweep.seeds: sweep.\\* keys apply to `ablate sweep` only"):
+        load_recipe(REPO / "recipes/vgg08.toml", {"sweep.seeds": [0, 1]})
 
 
 def test_identical_cells_are_trained_once():

@@ -14,9 +14,10 @@ The modules, one job each:
     runs      find run directories and read them (``Run``, ``find_runs``, ``load_runs``)
     labels    component labels and order, from registration (``model_label``)
     groups    seed groups, their names and order (``Group``, ``group_runs``, ``find_group``)
-    stats     every statistic: per-group mean/std, paired differences (``paired_diff``)
-    formats   rows as terminal table, Markdown, CSV and JSON (``fmt_*``, ``diff_text``)
-    plots     per-run and overlay figures
+    stats     every statistic of a group: mean, std, 95% CI, IQM (``group_row``); comparisons between groups
+    pairwise  two arms over seeds: bootstrap CIs, P(A better), Wilcoxon and t-tests, Holm, seeds needed
+    formats   rows, per-configuration summaries and comparisons as terminal tables, Markdown, CSV and JSON
+    plots     per-run and overlay figures (validation curves: mean and 95% CI band over seeds)
 
 This module puts them together: ``build_report`` and ``write_report``, which prints,
 writes ``report.md`` and the overlay figures, and refreshes each run's own figures.
@@ -31,9 +32,13 @@ from typing import Any, Iterable, Sequence
 
 from ablate import rundir
 from ablate.report.formats import (
+    ARM_NOTE,
     HEADERS,
+    arm_rows,
+    comparison_note,
+    comparison_rows,
+    comparisons_csv,
     csv_table,
-    diff_text,
     display_rows,
     fmt_lr,
     fmt_params,
@@ -41,18 +46,22 @@ from ablate.report.formats import (
     json_report,
     markdown_report,
     markdown_table,
+    metric_title,
+    rich_cells,
     rich_table,
 )
-from ablate.report.groups import Group, find_group, group_runs
+from ablate.report.groups import Group, comparison_pairs, find_group, group_runs
 from ablate.report.labels import model_label
+from ablate.report.pairwise import Comparison
 from ablate.report.runs import METRICS, ReportError, Run, find_runs, load_runs
-from ablate.report.stats import group_row, paired_diff
+from ablate.report.stats import check_metric, compare_groups, group_row
 
 __all__ = [
-    "HEADERS", "METRICS", "Group", "Report", "ReportError", "Run", "build_report", "csv_table", "default_out",
-    "diff_text", "display_rows", "find_group", "find_runs", "fmt_lr", "fmt_params", "fmt_value", "group_row",
-    "group_runs", "load_runs", "markdown_table", "model_label", "paired_diff", "rich_table", "write_report",
+    "HEADERS", "METRICS", "Comparison", "Group", "Report", "ReportError", "Run", "build_report", "compare_groups",
+    "comparison_pairs", "csv_table", "default_out", "display_rows", "find_group", "find_runs", "fmt_lr", "fmt_params",
+    "fmt_value", "group_row", "group_runs", "load_runs", "markdown_table", "model_label", "rich_table", "write_report",
 ]
+DEFAULT_METRIC = "test_acc"
 FORMATS = ("table", "md", "csv", "json")
 
 
@@ -61,22 +70,38 @@ class Report:
     runs: list[Run]
     groups: list[Group]
     rows: list[dict[str, Any]]
-    diff: dict[str, Any] | None = None
+    metric: str | None = None
+    comparisons: list[Comparison] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
 
     def markdown(self) -> str:
-        return markdown_report(self.rows, self.diff)
+        return markdown_report(self.rows, self.metric, self.comparisons)
 
     def json(self) -> str:
-        return json_report(self.rows, self.diff)
+        return json_report(self.rows, self.metric, self.comparisons)
+
+    def csv(self) -> str:
+        """The comparisons when there are any, else the rows."""
+        return comparisons_csv(self.comparisons) if self.comparisons else csv_table(self.rows, self.metric)
 
 
-def build_report(paths: Iterable[str | Path], diff: Sequence[str] | None = None) -> Report:
-    """Load the runs under ``paths``, group them and compute their rows (and ``diff = (A, B)`` if given)."""
-    groups = group_runs(load_runs(paths))
-    rows = [group_row(g) for g in groups]
-    result = paired_diff(groups, diff[0], diff[1]) if diff else None
-    return Report([run for g in groups for run in g.runs], groups, rows, result)
+def build_report(paths: Iterable[str | Path], compare: Sequence[Sequence[str]] = (), baseline: str | None = None,
+                 metric: str | None = None) -> Report:
+    """Load the runs under ``paths``, group them, compute their rows and the comparisons asked for.
+
+    ``compare`` holds (A, B) pairs, ``baseline`` an arm compared with every other one; ``metric``
+    (any numeric summary key) is the one compared and summarised per configuration, by default
+    the test accuracy when there are comparisons or several seeds.
+    """
+    runs = load_runs(paths)
+    if metric is not None:
+        check_metric(runs, metric)
+    groups = group_runs(runs)
+    pairs = comparison_pairs(groups, compare, baseline)
+    shown = metric or (DEFAULT_METRIC if pairs or any(len(g.runs) > 1 for g in groups) else None)
+    rows = [group_row(g, (shown,) if shown else ()) for g in groups]
+    comparisons = compare_groups(pairs, shown) if pairs and shown else []
+    return Report([run for g in groups for run in g.runs], groups, rows, shown, comparisons)
 
 
 def default_out(paths: Sequence[str | Path]) -> Path:
@@ -86,22 +111,22 @@ def default_out(paths: Sequence[str | Path]) -> Path:
 
 
 def write_report(paths: Sequence[str | Path], out: Path | None = None, fmt: str = "table",
-                 diff: Sequence[str] | None = None, figures: bool = True, formats: Sequence[str] = ("png",),
-                 console: Any = None, log: bool = True) -> Report:
+                 compare: Sequence[Sequence[str]] = (), baseline: str | None = None, metric: str | None = None,
+                 figures: bool = True, formats: Sequence[str] = ("png",), console: Any = None, log: bool = True) -> Report:
     """Print the report in ``fmt`` (table, md, csv, json); write ``report.md`` and figures into ``out``."""
     from rich.console import Console
 
     if fmt not in FORMATS:
         raise ReportError(f"--format {fmt!r}: choose one of table, md, csv, json")
     console = console or Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-    report = build_report(paths, diff)
+    report = build_report(paths, compare, baseline, metric)
     out = Path(out) if out is not None else default_out(paths)
     if figures:
         _write_figures(report, out, formats, log)
     if fmt == "json":
         print(report.json())
     elif fmt == "csv":
-        print(csv_table(report.rows), end="")
+        print(report.csv(), end="")
     elif fmt == "md":
         print(report.markdown(), end="")
     else:
@@ -127,8 +152,15 @@ def _print_table(report: Report, out: Path, console: Any) -> None:
     console.print(rich_table(report.rows, title=f"{len(report.runs)} run(s) in {len(report.groups)} configuration(s)"))
     console.print("Accuracies in %; train/val: last epoch; test: best-validation weights; mean ± std over n seeds.",
                   style="dim", highlight=False)
-    if report.diff:
-        console.print(diff_text(report.diff), highlight=False)
+    if report.metric:
+        headers, cells = arm_rows(report.rows, report.metric)
+        console.print(rich_cells(headers, cells, f"{metric_title(report.metric)} per configuration", left=(0,)))
+        console.print(ARM_NOTE, style="dim", highlight=False)
+    if report.comparisons:
+        headers, cells = comparison_rows(report.comparisons)
+        title = f"Comparisons: {metric_title(report.metric or '')}"
+        console.print(rich_cells(headers, cells, title, left=(0, 1, len(headers) - 1)))
+        console.print(comparison_note(report.comparisons), style="dim", highlight=False)
     if report.figures:
         console.print(f"figures and report.md in {out}", highlight=False)
 

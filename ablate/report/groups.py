@@ -97,7 +97,24 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def find_group(groups: Sequence[Group], name: str) -> Group:
+def comparison_pairs(groups: Sequence[Group], compare: Sequence[Sequence[str]] = (), baseline: str | None = None
+                     ) -> list[tuple[Group, Group]]:
+    """(A, B) for each ``--compare A B``, then (each other group, baseline) for ``--baseline``; no repeats."""
+    pairs = [(find_group(groups, a, "--compare"), find_group(groups, b, "--compare")) for a, b in compare]
+    if baseline is not None:
+        base = find_group(groups, baseline, "--baseline")
+        others = [(g, base) for g in groups if g is not base]
+        if not others:
+            raise ReportError(f"--baseline {baseline!r}: no other configuration to compare it with")
+        pairs += others
+    for a, b in pairs:
+        if a is b:
+            raise ReportError(f"--compare {a.name!r} {b.name!r}: a configuration compared with itself")
+    unique = {(id(a), id(b)): (a, b) for a, b in pairs}
+    return list(unique.values())
+
+
+def find_group(groups: Sequence[Group], name: str, option: str = "--compare") -> Group:
     """The group called ``name``: its row name, its label if unique, or ``label lr=X``."""
     wanted = name.strip().lower()
     exact = [g for g in groups if g.name.lower() == wanted]
@@ -109,4 +126,4 @@ def find_group(groups: Sequence[Group], name: str) -> Group:
         return matches[0]
     choices = ", ".join(f"'{g.name} lr={fmt_lr(g.lr)}'" for g in (matches or groups))
     what = "is ambiguous" if matches else "matches no configuration"
-    raise ReportError(f"--diff {name!r} {what}; choose one of: {choices}")
+    raise ReportError(f"{option} {name!r} {what}; choose one of: {choices}")

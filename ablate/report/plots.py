@@ -118,30 +118,41 @@ def _legend_once(ax, line, label: str, seen: set[str]) -> None:
 
 
 def plot_curves_overlay(runs: Sequence["Run"], stem: Path, *, formats: Iterable[str] = ("png",)) -> list[Path]:
-    """Validation loss and accuracy per epoch of every run, one colour per configuration."""
-    groups = list(dict.fromkeys(run.group_name for run in runs))
-    colour = _colours(groups)
-    fig = new_figure(11, 4.6)
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    seen: set[str] = set()
+    """Validation loss and accuracy per epoch: per configuration the mean over its seeds, shaded its 95% CI."""
+    from ablate.report.stats import epoch_bands
+
+    curves: dict[str, list[list[dict[str, float]]]] = {}
     for run in runs:
         rows = rundir.read_metrics(run.path)
-        if not rows:
-            continue
-        epochs = [int(r["epoch"]) for r in rows]
-        (line,) = loss_ax.plot(epochs, [r["val_loss"] for r in rows], color=colour[run.group_name], marker=".")
-        acc_ax.plot(epochs, [100 * r["val_acc"] for r in rows], color=colour[run.group_name], marker=".")
-        _legend_once(loss_ax, line, run.group_name, seen)
+        if rows:
+            curves.setdefault(run.group_name, []).append(rows)
+    colour = _colours(list(curves))
+    fig = new_figure(11, 4.6)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for name, group in curves.items():
+        label = name + (f" (n={len(group)})" if len(group) > 1 else "")
+        for ax, key, scale in ((loss_ax, "val_loss", 1), (acc_ax, "val_acc", 100)):
+            _band(ax, epoch_bands(group, key), scale, colour[name], label if ax is loss_ax else None)
     _integer_epochs(loss_ax, acc_ax)
     loss_ax.set(xlabel="epoch", ylabel="validation cross-entropy loss", title="(a) validation loss per epoch")
     _log_if_wide(loss_ax)
     acc_ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title="(b) validation accuracy per epoch")
     for ax in (loss_ax, acc_ax):
         ax.grid(True, alpha=0.3)
-    if seen:
+    if curves:
         loss_ax.legend(fontsize=8)
-    fig.suptitle("Validation curves of all runs (one colour per configuration; seeds share it)")
+    fig.suptitle("Validation curves: mean over seeds, shaded 95% CI of the mean (one colour per configuration)")
     return save(fig, stem, formats)
+
+
+def _band(ax, band: Sequence[tuple[int, float, float | None, float | None]], scale: float, colour: Any,
+          label: str | None) -> None:
+    """The mean line, and the CI shaded where at least two seeds reached the epoch."""
+    ax.plot([b[0] for b in band], [scale * b[1] for b in band], color=colour, marker=".", label=label)
+    shaded = [(epoch, scale * low, scale * high) for epoch, _, low, high in band if low is not None and high is not None]
+    if shaded:
+        epochs, lows, highs = zip(*shaded)
+        ax.fill_between(epochs, lows, highs, color=colour, alpha=0.2, lw=0)
 
 
 def plot_gradflow_overlay(runs: Sequence["Run"], stem: Path, *, formats: Iterable[str] = ("png",)) -> list[Path]:

@@ -1,26 +1,35 @@
-"""Every statistic of the report: per-group mean and sample std, and paired differences over shared seeds."""
+"""Every statistic of the report: per-group summaries (mean, std, 95% CI, IQM) and comparisons between groups.
+
+The per-seed inference between two groups (bootstrap CIs, tests, Holm, seeds needed) is
+``ablate.report.pairwise``; this module picks the values it works on.
+"""
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any, Sequence
 
-from ablate.report.formats import fmt_lr
-from ablate.report.groups import Group, find_group
-from ablate.report.runs import METRICS, ReportError
+from ablate.report.groups import Group
+from ablate.report.pairwise import CONFIDENCE, Comparison, compare, finish
+from ablate.report.runs import METRICS, ReportError, Run
+
+IQM_MIN = 5
 
 
-def group_row(group: Group) -> dict[str, Any]:
-    """Machine-readable row: means, sample stds (None for n = 1), accuracies as fractions."""
+def group_row(group: Group, metrics: Sequence[str] = METRICS) -> dict[str, Any]:
+    """Machine-readable row: per metric mean, sample std, 95% CI of the mean and IQM (None where undefined)."""
     runs, s = group.runs, group.first.summary
     row: dict[str, Any] = {
         "model": group.name, "arch": s.get("arch"), "norm": s.get("norm"), "shortcut": s.get("shortcut"),
         "lr": group.lr, "params": s.get("params"), "dataset": s.get("dataset"), "epochs": s.get("epochs"),
         "n": len(runs), "seeds": [r.seed for r in runs],
     }
-    for metric in METRICS:
-        values = [r.summary.get(metric) for r in runs]
-        row[metric], row[f"{metric}_std"] = mean_std([float(v) for v in values if isinstance(v, (int, float))])
+    for metric in dict.fromkeys([*METRICS, *metrics]):
+        values = [v for v in (number(r.summary.get(metric)) for r in runs) if v is not None]
+        row[metric], row[f"{metric}_std"] = mean_std(values)
+        row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = mean_ci(values)
+        row[f"{metric}_iqm"] = iqm(values)
     row["verdict"] = combine_verdicts([r.verdict for r in runs])
     row["verdict_at_init"] = combine_verdicts([r.verdict_at_init for r in runs])
     row["complete"] = all(r.summary.get("status") == "complete" for r in runs)
@@ -35,6 +44,39 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     return mean, statistics.stdev(values) if len(values) > 1 else None
 
 
+def mean_ci(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """95% Student-t confidence interval of the mean (None below two values; the mean twice when all are equal)."""
+    if len(values) < 2:
+        return None, None
+    from scipy import stats
+
+    mean, sem = statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
+    if sem == 0:
+        return mean, mean
+    low, high = stats.t.interval(CONFIDENCE, len(values) - 1, loc=mean, scale=sem)
+    return float(low), float(high)
+
+
+def iqm(values: Sequence[float]) -> float | None:
+    """Interquartile mean (the mean of the middle half, ``scipy.stats.trim_mean(values, 0.25)``) from 5 values on."""
+    if len(values) < IQM_MIN:
+        return None
+    from scipy import stats
+
+    return float(stats.trim_mean(values, 0.25))
+
+
+def epoch_bands(curves: Sequence[Sequence[dict[str, Any]]], key: str) -> list[tuple[int, float, float | None, float | None]]:
+    """Per epoch of the runs' metric rows: (epoch, mean of ``key``, 95% CI low, high) over the runs that reached it."""
+    by_epoch: dict[int, list[float]] = {}
+    for rows in curves:
+        for row in rows:
+            value = number(row.get(key))
+            if value is not None:
+                by_epoch.setdefault(int(row["epoch"]), []).append(value)
+    return [(epoch, statistics.fmean(values), *mean_ci(values)) for epoch, values in sorted(by_epoch.items())]
+
+
 def combine_verdicts(verdicts: Sequence[str | None]) -> str | None:
     """One verdict when the runs agree, else each with its count: ``vanishing x1, healthy x1``."""
     known = [v for v in verdicts if v]
@@ -46,23 +88,45 @@ def combine_verdicts(verdicts: Sequence[str | None]) -> str | None:
     return ", ".join(f"{v} x{n}" for v, n in counts.items())
 
 
-def paired_diff(groups: Sequence[Group], a: str, b: str, metrics: Sequence[str] = ("test_acc", "val_acc")
-                ) -> dict[str, Any]:
-    """Mean ± std over shared seeds of the per-seed difference ``a - b`` in each metric."""
-    ga, gb = find_group(groups, a), find_group(groups, b)
-    runs_a = {r.seed: r for r in ga.runs}
-    runs_b = {r.seed: r for r in gb.runs}
-    seeds = [s for s in runs_a if s in runs_b]
-    if not seeds:
-        raise ReportError(f"--diff: '{ga.name}' (seeds {sorted(runs_a)}) and '{gb.name}' (seeds {sorted(runs_b)}) "
-                          "share no seed")
-    names = [g.name + (f" lr={fmt_lr(g.lr)}" if ga.lr != gb.lr else "") for g in (ga, gb)]
-    out: dict[str, Any] = {"a": names[0], "b": names[1], "lr_a": ga.lr, "lr_b": gb.lr, "seeds": seeds,
-                           "n": len(seeds)}
-    for metric in metrics:
-        diffs = [runs_a[s].summary.get(metric) for s in seeds]
-        base = [runs_b[s].summary.get(metric) for s in seeds]
-        values = [x - y for x, y in zip(diffs, base) if isinstance(x, (int, float)) and isinstance(y, (int, float))]
-        out[f"{metric}_diff"], out[f"{metric}_diff_std"] = mean_std(values)
-        out[f"{metric}_diffs"] = values
-    return out
+def higher_is_better(metric: str) -> bool:
+    """Losses are better lower; every other metric higher."""
+    return "loss" not in metric
+
+
+def number(value: Any) -> float | None:
+    """A summary value as a float, or None when it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def check_metric(runs: Sequence[Run], metric: str) -> None:
+    """A one-line error unless some run's summary has ``metric`` as a number."""
+    if any(number(run.summary.get(metric)) is not None for run in runs):
+        return
+    keys = sorted({k for run in runs for k, v in run.summary.items() if number(v) is not None})
+    raise ReportError(f"--metric {metric!r}: not a number in any run's summary; numeric keys: {', '.join(keys)}")
+
+
+def compare_groups(pairs: Sequence[tuple[Group, Group]], metric: str) -> list[Comparison]:
+    """Each (A, B) compared on ``metric`` (paired over shared seeds, else unpaired), Holm over all of them."""
+    return finish([compare_pair(a, b, metric) for a, b in pairs])
+
+
+def compare_pair(a: Group, b: Group, metric: str) -> Comparison:
+    """A against B over their shared seeds; unpaired when they share none."""
+    values_a, values_b = _by_seed(a, metric), _by_seed(b, metric)
+    shared = [seed for seed in values_a if seed in values_b]
+    options: dict[str, Any] = {"a_name": a.first.group_name or a.name, "b_name": b.first.group_name or b.name,
+                               "metric": metric, "higher_is_better": higher_is_better(metric)}
+    if shared:
+        return compare([values_a[s] for s in shared], [values_b[s] for s in shared], paired=True, seeds=shared, **options)
+    return compare(list(values_a.values()), list(values_b.values()), paired=False, **options)
+
+
+def _by_seed(group: Group, metric: str) -> dict[Any, float]:
+    values = {run.seed: number(run.summary.get(metric)) for run in group.runs}
+    found = {seed: v for seed, v in values.items() if v is not None}
+    if not found:
+        raise ReportError(f"--metric {metric!r}: no run of '{group.name}' has it as a number")
+    return found

@@ -19,6 +19,7 @@ from ablate.recipe import DEFAULTS, OVERRIDES, Arm, RecipeError, read_toml, reso
 
 SHORT = {**OVERRIDES, "seeds": "train.seed"}
 SEED = "train.seed"
+SWEEP = "sweep."
 
 
 @dataclass
@@ -40,9 +41,19 @@ class SweepRun:
 
 def load_sweep(path: str | Path, overrides: dict[str, Any], out: Path | None = None) -> tuple[Path, list[SweepRun]]:
     """The sweep directory (``--out``, default runs/<recipe name>) and the runs of a recipe file."""
-    raw = read_toml(path)
+    raw, overrides = with_sweep_sets(read_toml(path), overrides)
     sweep_dir = out or Path("runs") / str(raw.get("name") or Path(path).stem)
     return sweep_dir, [SweepRun(name, arm, sweep_dir / arm.dirname()) for name, arm in expand(raw, str(path), overrides)]
+
+
+def with_sweep_sets(raw: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--set sweep.seeds=[0,1,2]`` moved from the overrides into the recipe's ``[sweep]`` table (replacing that key)."""
+    sets = {key.removeprefix(SWEEP): value for key, value in overrides.items() if key.startswith(SWEEP)}
+    if not sets:
+        return raw, overrides
+    table = raw.get("sweep", {})
+    return {**raw, "sweep": {**table, **sets} if isinstance(table, dict) else table}, {
+        key: value for key, value in overrides.items() if not key.startswith(SWEEP)}
 
 
 def expand(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list[tuple[str, Arm]]:
