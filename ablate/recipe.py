@@ -6,6 +6,8 @@ may list several ``[[arms]]``, each a name plus tables that override the base.
 ``[sweep]`` and ``[executor]`` describe a sweep (``ablate.sweep``), not a run: they
 are not part of any arm.
 Every error is one line naming the file, the key, the value and the valid choices.
+The module is longer than most (~350 lines) because the defaults, the identity and the
+validation are one schema: split, the list of keys would be spelt in several places.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from typing import Any, Mapping, cast
 
 from ablate.config import Config
 from ablate.files import atomic_write_text
-from ablate.models import ENTRY_NORM, KEEP, SAME, architecture, check_keep, default_components
-from ablate.plugins import BUILTIN_NAME, check_required, get_plugins, registry
-from ablate.registry import AblateError, Component, RecipeError, UnknownComponentError
+from ablate.models import ENTRY_NORM, KEEP, SAME, check_keep, default_components
+from ablate.plugins import registry
+from ablate.registry import AblateError, RecipeError, UnknownComponentError
+from ablate.requirements import KIND_OF, check_required, component, plugin_requirements
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"arch": "vgg38", "norm": "none", "shortcut": "none"},
@@ -61,8 +64,6 @@ OVERRIDES = {"norm": "model.norm", "shortcut": "model.shortcut", "arch": "model.
              "epochs": "train.epochs", "batch_size": "train.batch_size", "seed": "train.seed",
              "dataset": "data.dataset", "data_dir": "data.dir", "device": "train.device", "amp": "train.amp"}
 """Command-line option names (and ``[sweep]`` short keys) for recipe keys."""
-KIND_OF = {"model.arch": "architectures", "model.norm": "norms", "model.shortcut": "shortcuts",
-           "data.dataset": "datasets"}
 
 
 @dataclass
@@ -285,16 +286,9 @@ def _check_component(source: str, dotted: str, config: dict[str, Any], kind: str
     try:
         if name == KEEP and kind in ("norms", "shortcuts"):
             return check_keep(config["model"]["arch"], kind[:-1], name)
-        _component(kind, name)
+        component(kind, name)
     except AblateError as exc:
         raise RecipeError(f"{source}: {dotted} = {name!r}: {exc}") from None
-
-
-def _component(kind: str, name: str) -> Component:
-    """A registered component; architectures may also be ``timm:<name>``."""
-    if kind == "architectures":
-        return architecture(name)
-    return registry(kind).get(name)
 
 
 def _check_entry_norm(source: str, config: dict[str, Any]) -> None:
@@ -305,39 +299,10 @@ def _check_entry_norm(source: str, config: dict[str, Any]) -> None:
                           f"{registry('norms').describe_choices()}")
 
 
-def used_components(config: Mapping[str, Any]) -> list[tuple[str, Component]]:
-    """Each component a resolved config uses, with the recipe key that chose it (``keep``, a timm model's
-    own layers, is no component)."""
-    used = []
-    for dotted, kind in KIND_OF.items():
-        section, key = dotted.split(".")
-        if config[section][key] != KEEP:
-            used.append((dotted, _component(kind, config[section][key])))
-    if config["model"].get(ENTRY_NORM, SAME) != SAME:
-        used.append((f"model.{ENTRY_NORM}", registry("norms").get(config["model"][ENTRY_NORM])))
-    return used + [("callbacks", registry("callbacks").get(cb["name"])) for cb in config["callbacks"]]
-
-
-def provenance(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Which plugin (distribution and version) provided each component of a resolved config, for run records."""
-    out = []
-    for key, component in used_components(config):
-        info = get_plugins().provider(component)
-        out.append({"key": key, "name": component.name, "plugin": component.plugin,
-                    "distribution": info.distribution if info else None, "version": info.version if info else None})
-    return out
-
-
-def plugin_requirements(config: Mapping[str, Any]) -> list[str]:
-    """``distribution>=version`` of every plugin but the built-in one that provided a component the config uses."""
-    infos = (get_plugins().provider(c) for _, c in used_components(config))
-    return sorted({i.requirement() for i in infos if i is not None and i.name != BUILTIN_NAME and i.distribution != "?"})
-
-
 def _check_options(source: str, config: dict[str, Any]) -> None:
     """Extra keys in [model] and [data] must be parameters of the chosen factory."""
     for section, key, kind in (("model", "arch", "architectures"), ("data", "dataset", "datasets")):
-        params = inspect.signature(_component(kind, config[section][key]).factory).parameters
+        params = inspect.signature(component(kind, config[section][key]).factory).parameters
         if any(p.kind is p.VAR_KEYWORD for p in params.values()):
             continue
         valid = [p for p in params if p not in RESERVED[section]]

@@ -8,9 +8,10 @@ import pytest
 from torch import nn
 
 from ablate.hookspecs import hookimpl
-from ablate.plugins import check_required, load_plugins, set_plugins
+from ablate.plugins import load_plugins, set_plugins
 from ablate.recipe import load_recipe, resolve
 from ablate.registry import AblateError
+from ablate.requirements import check_required
 from ablate.train.resume import decide
 from ablate.train.trainer import train
 
@@ -152,7 +153,8 @@ def test_rerunning_a_saved_recipe_without_its_plugin_names_the_package(distribut
 
 
 def test_a_timm_model_keeping_its_own_layers_requires_no_plugin():
-    from ablate.recipe import plugin_requirements, resolve, used_components
+    from ablate.recipe import resolve
+    from ablate.requirements import plugin_requirements, used_components
 
     config = resolve({"model": {"arch": "timm:resnet18"}, "data": {"dataset": "synthetic"}}, "test", {})[0].config
     assert (config["model"]["norm"], config["model"]["shortcut"]) == ("keep", "keep")

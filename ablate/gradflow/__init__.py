@@ -8,13 +8,13 @@ one forward/backward without stepping (also used by ``ablate bench``); ``judge``
 ``ablate.gradflow.plots`` draws the figures (imported on demand: it needs matplotlib).
 """
 
+from ablate.gradflow.recorder import GradFlowRecorder
 from ablate.gradflow.stats import (
                                    AGGREGATES,
                                    COLUMNS,
                                    GRADFLOW_CSV,
                                    STATISTICS,
                                    DeviceStatistics,
-                                   GradFlowRecorder,
                                    GradFlowTable,
                                    LayerStats,
                                    gradient_stats_at_init,

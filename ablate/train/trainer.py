@@ -25,8 +25,8 @@ from ablate.gradflow import GradFlowRecorder
 from ablate.models import count_params
 from ablate.models.timm import surgery_of
 from ablate.plugins import get_plugins
-from ablate.recipe import provenance
 from ablate.registry import AblateError
+from ablate.requirements import provenance
 from ablate.train.callbacks import Callbacks, TrainState, build_callbacks
 from ablate.train.checkpoint import (
     load_checkpoint,
