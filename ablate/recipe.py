@@ -147,6 +147,7 @@ def resolve(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list
     A ``callbacks`` override (from ``--callback``) adds to the recipe's callbacks.
     """
     _check_top_level(raw, source)
+    _check_name(raw.get("name"), source)
     check_required(_string_list(raw.get("required_plugins", []), source, "required_plugins"), source)
     overrides = dict(overrides)
     swept = next((key for key in overrides if key.startswith("sweep.")), None)
@@ -169,6 +170,15 @@ def resolve(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list
         config["callbacks"] = list(config.get("callbacks", [])) + list(extra_callbacks)
         arms.append(Arm(name, validate(config, label)))
     return arms
+
+
+def _check_name(name: Any, source: str) -> None:
+    """A recipe's ``name`` names a folder (``runs/<name>``): one plain folder name, never a path."""
+    if name is None:
+        return
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise RecipeError(f"{source}: name = {name!r} must be a plain folder name (no '/', '\\' or '..'): "
+                          f"it names the folder runs/<name>")
 
 
 def _check_top_level(config: dict[str, Any], source: str) -> None:

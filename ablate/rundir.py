@@ -18,23 +18,29 @@ ablate writes here (``--restart``) and nothing else.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
-import shutil
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from ablate.files import atomic_write_text
+from ablate.files import atomic_write_text, remove_temporaries
 from ablate.registry import AblateError
 
 RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY = (
     "recipe.toml", "metrics.csv", "checkpoint.safetensors", "best.safetensors", "summary.json")
 GRADFLOW, FIGURES, TENSORBOARD, LOG = "gradflow.csv", "figures", "tensorboard", "sweep.log"
+LOCK = ".ablate.lock"
 TRACKERS = "trackers.json"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "images_per_second"]
 TEXT_COLUMNS = ("device", "amp")
 CLEARED_FILES = (RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY, GRADFLOW, TRACKERS)
-CLEARED_FOLDERS = (FIGURES, TENSORBOARD)
+CURVES_FIGURE, GRADFLOW_FIGURE, HEATMAP_FIGURE = "training_curves", "gradient_flow", "gradient_heatmap"
+FIGURE_STEMS = (CURVES_FIGURE, GRADFLOW_FIGURE, HEATMAP_FIGURE)
+FIGURE_FORMATS = ("png", "svg", "pdf")
+TENSORBOARD_EVENTS = "events.out.tfevents.*"
 
 
 def ensure_writable(run_dir: Path) -> None:
@@ -46,6 +52,38 @@ def ensure_writable(run_dir: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise AblateError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}; choose another --out") from None
+
+
+@contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` for this process: a second ``ablate run`` into it fails at once, naming the holder.
+
+    The lock is an ``flock`` on ``.ablate.lock``, released by the kernel when the holder dies, so a killed
+    run never leaves a stale lock. Holding it, temporary files of killed writes are removed. A directory
+    this created and that holds nothing but the lock when done (the run failed before writing) is removed.
+    """
+    created = not Path(run_dir).exists()
+    ensure_writable(run_dir)
+    path = Path(run_dir) / LOCK
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            raise AblateError(f"{run_dir} is in use by another ablate run (pid {holder}); wait for it to finish "
+                              f"or choose another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        remove_temporaries(run_dir)
+        try:
+            yield
+        finally:
+            if created and [p.name for p in Path(run_dir).iterdir()] == [LOCK]:
+                path.unlink()
+                Path(run_dir).rmdir()
 
 
 def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
@@ -146,8 +184,14 @@ def write_recipe(run_dir: Path, config: Mapping[str, Any]) -> None:
 
 
 def clear(run_dir: Path) -> None:
-    """Remove a run's files (and nothing else) from ``run_dir``."""
+    """Remove the files ablate wrote (and nothing else) from ``run_dir``: a user's own file stays, also in
+    ``figures/`` and ``tensorboard/``."""
     for name in CLEARED_FILES:
         (run_dir / name).unlink(missing_ok=True)
-    for folder in CLEARED_FOLDERS:
-        shutil.rmtree(run_dir / folder, ignore_errors=True)
+    ours = [run_dir / FIGURES / f"{stem}.{fmt}" for stem in FIGURE_STEMS for fmt in FIGURE_FORMATS]
+    ours += (run_dir / TENSORBOARD).glob(TENSORBOARD_EVENTS)
+    for path in ours:
+        path.unlink(missing_ok=True)
+    for folder in (FIGURES, TENSORBOARD):  # removed only when nothing of the user's is left in them
+        if (run_dir / folder).is_dir() and not any((run_dir / folder).iterdir()):
+            (run_dir / folder).rmdir()

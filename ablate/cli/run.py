@@ -79,6 +79,12 @@ def write_figures(run_dir: Path, label: str | None = None) -> None:
 
 
 def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: bool = False) -> dict[str, Any] | None:
+    """Train one arm in ``run_dir``, holding the directory (``rundir.locked``) from the resume decision to the end."""
+    with rundir.locked(run_dir):
+        return _train_arm(arm, run_dir, mode, quiet, tensorboard)
+
+
+def _train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: bool) -> dict[str, Any] | None:
     import torch
 
     from ablate.train import resume

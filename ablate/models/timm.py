@@ -10,6 +10,8 @@ what cannot apply is a one-line error. What was done is recorded on the model
 
 from __future__ import annotations
 
+import inspect
+import re
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -22,6 +24,12 @@ PREFIX = "timm:"
 KEEP = "keep"
 """The norm or shortcut that leaves a timm model's own layers as timm builds them."""
 SURGERY = "ablate_surgery"
+NAME = re.compile(r"[A-Za-z0-9_.-]+")
+OPTIONS = ("drop_rate", "drop_path_rate", "drop_block_rate", "global_pool", "output_stride", "zero_init_last",
+           "stem_type", "stem_width", "avg_down", "down_kernel_size", "width_multiplier", "channel_multiplier")
+"""The ``[model]`` options passed on to ``timm.create_model``: architectural keywords only. Keys that load
+files (``checkpoint_path``, ``pretrained``, ``pretrained_cfg*``, ``*_overlay``, ...) never reach timm, so a
+recipe cannot make ablate read, let alone unpickle, anything."""
 
 
 def is_timm(arch: str) -> bool:
@@ -29,8 +37,26 @@ def is_timm(arch: str) -> bool:
 
 
 def component(arch: str) -> Component:
-    """A registry-style component for ``timm:<name>``; the model name is checked when it is built."""
-    return Component(arch, partial(build, arch), "timm", f"timm's {arch[len(PREFIX):]}, untrained")
+    """A registry-style component for ``timm:<name>``, whose signature lists the allowed options (recipes are
+    checked against it); whether timm has the model is checked when it is built."""
+    name = arch[len(PREFIX):]
+    if not NAME.fullmatch(name):
+        raise AblateError(f"timm model name {name!r} may hold only letters, digits, '_', '.' and '-', "
+                          f"like timm:resnet18")
+    factory: Any = partial(build, arch)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    factory.__signature__ = inspect.Signature(
+        [inspect.Parameter(p, keyword, default=None) for p in ("norm", "shortcut", "num_classes", "in_channels")]
+        + [inspect.Parameter(p, keyword, default=None) for p in OPTIONS])
+    return Component(arch, factory, "timm", f"timm's {name}, untrained")
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Fail with one line for an option outside ``OPTIONS`` (nothing that loads a file reaches timm)."""
+    for key in options:
+        if key not in OPTIONS:
+            raise AblateError(f"timm option {key!r} is not allowed (ablate builds timm models untrained and loads no "
+                              f"files); allowed: {', '.join(OPTIONS)}")
 
 
 def check(arch: str) -> None:
@@ -54,6 +80,7 @@ def build(arch: str, *, norm: Component | None = None, shortcut: Component | Non
     """timm's ``arch``, untrained, with ``norm`` and ``shortcut`` swapped in (None: keep timm's)."""
     from ablate.models import surgery
 
+    check_options(options)
     model = create(arch[len(PREFIX):], num_classes=num_classes, in_channels=in_channels, **options)
     done = []
     if norm is not None:

@@ -75,16 +75,16 @@ def write_run_figures(run_dir: Path, *, label: str | None = None, formats: Itera
         return any(not t.exists() or t.stat().st_mtime < source.stat().st_mtime for t in targets)
 
     rows = rundir.read_metrics(run_dir)
-    if rows and stale("training_curves", run_dir / rundir.METRICS):
-        out += plot_training_curves(rows, folder / "training_curves", title=f"Training curves: {name}", formats=formats)
+    if rows and stale(rundir.CURVES_FIGURE, run_dir / rundir.METRICS):
+        out += plot_training_curves(rows, folder / rundir.CURVES_FIGURE, title=f"Training curves: {name}", formats=formats)
     table = load_gradflow(run_dir)
     if table is not None and table.epochs:
         source = run_dir / rundir.GRADFLOW
-        if stale("gradient_flow", source):
-            out += plot_gradient_flow(table, folder / "gradient_flow", title=f"Gradient flow: {name}", log=log,
+        if stale(rundir.GRADFLOW_FIGURE, source):
+            out += plot_gradient_flow(table, folder / rundir.GRADFLOW_FIGURE, title=f"Gradient flow: {name}", log=log,
                                       formats=formats)
-        if stale("gradient_heatmap", source):
-            out += plot_gradient_heatmap(table, folder / "gradient_heatmap", title=f"Gradient flow per epoch: {name}",
+        if stale(rundir.HEATMAP_FIGURE, source):
+            out += plot_gradient_heatmap(table, folder / rundir.HEATMAP_FIGURE, title=f"Gradient flow per epoch: {name}",
                                          formats=formats)
     return out
 
