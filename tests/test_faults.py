@@ -106,3 +106,16 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_kill_between_the_checkpoint_and_the_metrics_loses_no_row(cli, tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "recipes/vgg08.toml", "--out", str(out), *TINY[:-3], "--epochs", "2", "-q"]
+    assert cli(*args).returncode == 0
+    metrics, summary = out / "metrics.csv", out / "summary.json"
+    full = metrics.read_text()
+    metrics.write_text("".join(full.splitlines(keepends=True)[:-1]))  # as if killed after the last checkpoint
+    summary.write_text(summary.read_text().replace('"status": "complete"', '"status": "running"'))
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert metrics.read_text() == full and rundir.is_complete(out)

@@ -121,6 +121,8 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
     rundir.ensure_writable(run_dir)
     rows, best = _resume(run_dir, s)
     rundir.write_recipe(run_dir, config)
+    if rows:  # the checkpoint is the source of truth: a kill between its rename and the metrics' loses no row
+        rundir.write_metrics(run_dir, rows)
     state = TrainState(s.model, s.optimizer, config, run_dir, s.device)
     recorder = _recorder(config, s)
     callbacks = Callbacks([*([recorder] if recorder else []), *(extra_callbacks or []),
