@@ -18,6 +18,25 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 
 import pytest
 
+TINY_RECIPE = """
+name = "tiny"
+[model]
+arch = "vgg08"
+width = 8
+[data]
+dataset = "synthetic"
+num_classes = 10
+train_size = 100
+val_size = 50
+test_size = 50
+[train]
+epochs = 3
+batch_size = 50
+device = "cpu"
+"""
+"""A recipe that trains in seconds on the CPU (VGG08 of width 8 on 100 synthetic images, 3 epochs): append
+tables (``[sweep]``, ``[[callbacks]]``, ...) to it for a plugin's end-to-end tests."""
+
 if TYPE_CHECKING:
     from torch import nn
 

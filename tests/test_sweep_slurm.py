@@ -16,26 +16,10 @@ import pytest
 from ablate.recipe import RecipeError, load_recipe
 from ablate.sweep.grid import load_sweep
 from ablate.sweep.slurm import SlurmOptions, minutes, slurm_options
+from ablate.testing import TINY_RECIPE
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = """
-name = "tiny"
-[model]
-arch = "vgg08"
-width = 8
-[data]
-dataset = "synthetic"
-num_classes = 10
-train_size = 100
-val_size = 50
-test_size = 50
-[train]
-epochs = 3
-batch_size = 50
-device = "cpu"
-[sweep]
-seeds = [0, 1, 2]
-"""
+TINY = TINY_RECIPE + "[sweep]\nseeds = [0, 1, 2]\n"
 HOLD = '''
 import os
 import time

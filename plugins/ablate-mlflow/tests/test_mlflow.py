@@ -17,25 +17,10 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from ablate import rundir  # noqa: E402
 from ablate.recipe import Arm, load_recipe  # noqa: E402
 from ablate.registry import AblateError  # noqa: E402
-from ablate.testing import train_state  # noqa: E402
+from ablate.testing import TINY_RECIPE, train_state  # noqa: E402
 from ablate.tracking import flatten  # noqa: E402
 
-RECIPE = """
-name = "tiny"
-[model]
-arch = "vgg08"
-width = 8
-[data]
-dataset = "synthetic"
-num_classes = 10
-train_size = 100
-val_size = 50
-test_size = 50
-[train]
-epochs = 3
-batch_size = 50
-device = "cpu"
-"""
+RECIPE = TINY_RECIPE
 
 
 class Stop(Exception):

@@ -18,23 +18,9 @@ from wandb.proto import wandb_internal_pb2  # noqa: E402
 from ablate import rundir  # noqa: E402
 from ablate.recipe import Arm, load_recipe  # noqa: E402
 from ablate.registry import AblateError  # noqa: E402
+from ablate.testing import TINY_RECIPE  # noqa: E402
 
-RECIPE = """
-name = "tiny"
-[model]
-arch = "vgg08"
-width = 8
-[data]
-dataset = "synthetic"
-num_classes = 10
-train_size = 100
-val_size = 50
-test_size = 50
-[train]
-epochs = 3
-batch_size = 50
-device = "cpu"
-"""
+RECIPE = TINY_RECIPE
 BLOCK, HEADER = 32768, 7  # the .wandb file: a 7-byte header, then LevelDB-log records in 32 KiB blocks
 
 
