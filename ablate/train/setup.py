@@ -70,8 +70,19 @@ def precision_name(amp: str, device: torch.device) -> str:
     return amp
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX on x86 (without them oneDNN emulates bf16, slower than fp32); oneDNN's check elsewhere."""
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def pick_precision(amp: str, device: torch.device) -> Precision:
     amp = precision_name(amp, device)
+    if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        raise AblateError(f"train.amp = 'bf16' needs a CPU with native bf16 (AVX512-BF16 or AMX); this one "
+                          f"({platform.processor() or platform.machine()}) would emulate it, slower than fp32: "
+                          f"use --amp off")
     if amp == "off":
         return Precision(None, None)
     if amp == "fp16":

@@ -1,0 +1,49 @@
+"""benchmarks/compare.py: the side-by-side speed harness runs end to end and judges its ratios honestly."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
+compare = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare)
+
+
+def test_a_steady_ratio_is_judged_against_its_goal_and_a_noisy_one_is_not():
+    steady = compare.summarise("vgg08", {"ablate": [130, 131, 129, 130], "coursework": [100, 100, 100, 100],
+                                         "limit": [140, 140, 139, 141]}, "ablate")
+    assert steady["ratios"]["ablate/coursework"]["median"] == pytest.approx(1.3)
+    assert steady["ratios"]["ablate/coursework"]["met"] is True
+    assert steady["ratios"]["ablate/limit"]["met"] is False  # 0.93 < 0.95
+    noisy = compare.summarise("vgg38", {"ablate": [100, 150, 80, 120], "lightning": [100, 100, 100, 100]}, "ablate")
+    assert noisy["ratios"]["ablate/lightning"]["noisy"] and noisy["ratios"]["ablate/lightning"]["met"] is None
+    assert "NOISY" in compare.report(noisy, steps=50)
+    assert "smoke test, not a result" in compare.report(noisy, steps=5)
+
+
+def test_rounds_interleave_the_contenders_after_one_warm_up_each():
+    calls = []
+    epochs = {name: (lambda name=name: calls.append(name) or 1.0) for name in "abc"}
+    speeds = compare.run_rounds(epochs, rounds=3)
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")
+    assert all(len(v) == 3 for v in speeds.values())
+
+
+def test_compare_runs_all_four_contenders_end_to_end(tmp_path):
+    pytest.importorskip("lightning")
+    out = tmp_path / "compare.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--arch", "vgg08", "--width",
+                             "4", "--num-classes", "5", "--steps", "2", "--batch-size", "10", "--rounds", "2",
+                             "--json", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for name in ("limit", "ablate", "coursework", "lightning", "ablate/limit", "ablate/lightning"):
+        assert f"{name}:" in result.stdout
+    assert "smoke test, not a result" in result.stdout
+    saved = json.loads(out.read_text())["results"][0]
+    assert saved["arch"] == "vgg08" and all(v["median"] > 0 for v in saved["contenders"].values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compare.json"]  # no run directories left behind
