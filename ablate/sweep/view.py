@@ -13,7 +13,7 @@ from rich.table import Table
 from ablate import rundir
 from ablate.sweep.runner import Entry
 
-STYLE = {"running": "cyan", "complete": "green", "failed": "red", "interrupted": "yellow"}
+STYLE = {"running": "cyan", "complete": "green", "diverged": "magenta", "failed": "red", "interrupted": "yellow"}
 
 
 def columns(rows: list[list[str]], indent: str = "  ") -> list[str]:
