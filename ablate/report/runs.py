@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from ablate import rundir
 from ablate.registry import AblateError
@@ -139,13 +139,26 @@ def load_runs(paths: Iterable[str | Path], warnings: list[str] | None = None) ->
 
 
 def _once(runs: list[Run], notes: list[str]) -> list[Run]:
-    """The runs with copies of one run (same identity and seed) counted once: the first found is kept."""
+    """The runs with copies of one run (same identity and seed) counted once: the one in the directory
+    ablate named for it (``...-<hash>``) is kept, else the first found."""
     kept: dict[str, Run] = {}
-    for run in runs:
+    for run in sorted(runs, key=lambda r: not _named_by_ablate(r)):
         ident = json.dumps([run.key, run.seed], default=str)
         if ident in kept:
             notes.append(f"{kept[ident].path} and {run.path} hold the same run (same recipe, seed {run.seed}); "
                          f"counted once, from {kept[ident].path}")
             continue
         kept[ident] = run
-    return list(kept.values())
+    return [run for run in runs if any(run is k for k in kept.values())]
+
+
+def _named_by_ablate(run: Run) -> bool:
+    """Whether the run's directory ends with the hash of its recipe, as ``ablate run``/``sweep`` name it."""
+    from ablate.recipe import Arm
+
+    if run.config is None:
+        return False
+    try:
+        return run.path.name.endswith("-" + Arm("", cast(Any, run.config)).digest())
+    except (TypeError, ValueError):
+        return False
