@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 from test_report import REPO, make_run
 
 from ablate.recipe import ADDED_LATER, dump, resolve
@@ -100,6 +101,7 @@ def test_a_diverged_run_says_so_exits_3_and_is_left_out_of_the_statistics(cli, t
     epoch = summary["diverged"]["epoch"]
     assert summary["status"] == "diverged" and summary["epochs_completed"] == epoch - 1
     assert summary["diverged"]["diverged_steps"] * 2 > summary["diverged"]["steps"]
+    assert (summary["environment"]["threads"], summary["environment"]["torch"]) == (2, torch.__version__)  # OMP_NUM_THREADS=2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"in epoch {epoch} (lr " in lines[0] and "the run diverged (status 'diverged'" in lines[0]
     again = cli("run", str(recipe_file(tmp_path, epochs=2)), "--lr", "1e3", "--out", str(out), "-q")

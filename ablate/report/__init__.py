@@ -165,7 +165,8 @@ def _write_figures(report: Report, out: Path, formats: Sequence[str], log: bool)
             write_run_figures(run.path, label=run.group_name, formats=formats, log=log, only_if_stale=True)
         except OSError:
             pass  # a read-only run directory keeps its figures as they are
-    report.figures = write_overlay_figures(report.runs, out, formats=formats)
+    trained = [run for run in report.runs if not run.diverged]  # the overlays are statistics too: mean and CI
+    report.figures = write_overlay_figures(trained, out, formats=formats)
     _write_markdown(report, out)
 
 

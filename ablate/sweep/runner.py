@@ -56,7 +56,8 @@ def plan(runs: list[SweepRun]) -> list[Entry]:
         except AblateError as exc:
             entries.append(Entry(run, "refuse", "failed", str(exc)))
             continue
-        entries.append(Entry(run, action, _status(run.path) if action == "skip" else "pending"))
+        state = _status(run.path) if action == "skip" else "pending"
+        entries.append(Entry(run, action, state, "diverged earlier (see its summary.json)" if state == DIVERGED else None))
     return entries
 
 
