@@ -165,6 +165,14 @@ def is_complete(run_dir: Path) -> bool:
     return is_run(run_dir) and read_summary(run_dir).get("status") == "complete"
 
 
+FINISHED = ("complete", "diverged")
+"""Statuses of a run that has ended: a rerun trains nothing (``--restart`` trains it again)."""
+
+
+def is_finished(run_dir: Path) -> bool:
+    return is_run(run_dir) and read_summary(run_dir).get("status") in FINISHED
+
+
 def has_recipe(run_dir: Path) -> bool:
     return (Path(run_dir) / RECIPE).is_file()
 

@@ -95,7 +95,7 @@ def test_epoch_mean_and_last_and_the_tidy_csv(tmp_path):
     assert table.profile(1, "grad_mean_abs", "mean") == pytest.approx([2.5 * 2, 4 / 6 * 2])
     assert table.profile(1, "grad_mean_abs", "last") == pytest.approx([2.5 * 3, 4 / 6 * 3])
     assert table.profile(1, "grad_max_abs", "mean") == pytest.approx([8.0, 3.0])
-    assert extra == {"grad_ratio": pytest.approx(2.5 / (4 / 6))}
+    assert extra == {"grad_ratio": pytest.approx(2.5 / (4 / 6)), "grad_steps": 2, "grad_nonfinite_steps": 0}
     rows = read_rows(tmp_path)
     assert tuple(rows[0]) == COLUMNS
     assert len(rows) == 1 * 2 * 6 * 2  # epochs x layers x statistics x aggregates

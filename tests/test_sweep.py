@@ -181,15 +181,18 @@ def test_a_failing_run_does_not_stop_the_others(cli, tmp_path):
     recipe = tiny_recipe(tmp_path, '[[arms]]\nname = "ok"\n\n[[arms]]\nname = "boom"\ntrain = { lr = 1e6 }\n')
     out = tmp_path / "sw"
     result = cli("sweep", str(recipe), "--out", str(out), "--jobs", "2")
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 3, result.stdout + result.stderr  # 3: a run diverged, none failed
     ok, boom = manifest(out)
     assert (ok["name"], ok["state"], ok["error"]) == ("ok", "complete", None)
-    assert (boom["name"], boom["state"]) == ("boom", "failed") and "loss became nan" in boom["error"]
-    assert "failed runs (1)" in result.stdout and "boom (seed 0): loss became nan" in result.stdout
+    assert (boom["name"], boom["state"]) == ("boom", "diverged") and "loss became nan" in boom["error"]
+    assert "diverged runs (1)" in result.stdout and "boom (seed 0): loss became nan" in result.stdout
     assert "loss became nan" in (out / boom["dir"] / "sweep.log").read_text()
     summary = json.loads((out / ok["dir"] / "summary.json").read_text())
     assert summary["status"] == "complete"
     assert summary["environment"]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+    again = cli("sweep", str(recipe), "--out", str(out), "--jobs", "2")  # a diverged run has ended: not retrained
+    assert again.returncode == 3 and "boom (seed 0): diverged earlier" in again.stdout, again.stdout + again.stderr
+    assert [(r["action"], r["state"]) for r in manifest(out)] == [("skip", "complete"), ("skip", "diverged")]
 
 
 def test_status_shows_a_sweep_without_training_or_submitting(cli, tmp_path):

@@ -105,7 +105,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         train(config, tmp_path, extra_callbacks=[PoisonSecondEpoch()])
     assert len(metric_rows(tmp_path)) == 1
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["status"] == "running" and summary["epochs_completed"] == 1
+    assert summary["status"] == "diverged" and summary["epochs_completed"] == 1 and summary["diverged"]["epoch"] == 2
 
 
 def test_checkpoint_round_trip_restores_model_optimizer_and_rng(tmp_path):

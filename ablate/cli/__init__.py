@@ -81,4 +81,4 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="ablate", standalone_mode=True)
     except AblateError as exc:
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))  # 3: the run diverged (ablate.train.divergence), 2: any other error

@@ -88,14 +88,18 @@ def _train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: boo
     import torch
 
     from ablate.train import resume
+    from ablate.train.divergence import DIVERGED, diverged_again
     from ablate.train.trainer import train
 
     action = resume.decide(run_dir, arm.config, mode)
     m = arm.config["model"]
     title = f"[bold]{arm.name}[/]: {m['arch']} norm={m['norm']} shortcut={m['shortcut']} lr={arm.config['train']['lr']:g}"
     if action == "complete":
+        done = rundir.read_summary(run_dir)
+        if done.get("status") == DIVERGED:
+            raise diverged_again(run_dir, done)
         console.print(f"{title} — already complete in {run_dir} (--restart trains it again)")
-        return rundir.read_summary(run_dir)
+        return done
     console.print(f"{title} -> {run_dir}" + (" (resuming)" if action == "resume" else ""))
     progress, bar = rich_progress(quiet)
     try:

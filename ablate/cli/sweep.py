@@ -18,6 +18,7 @@ from ablate.registry import AblateError
 from ablate.sweep.grid import SweepRun, load_sweep
 from ablate.sweep.runner import MANIFEST, Entry, execute, is_running, keep_jobs, locked, plan, read_manifest, write_manifest
 from ablate.sweep.view import SweepView, columns
+from ablate.train.divergence import DIVERGED, EXIT_DIVERGED
 
 if TYPE_CHECKING:
     from ablate.sweep.slurm import SlurmOptions
@@ -83,6 +84,8 @@ def sweep(
         save()
         if not any(e.state == "pending" for e in entries):
             return _print_result(sweep_dir, entries, table=False)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # a killed sweep stops its runs (and jobs) as Ctrl-C
+        signal.signal(signal.SIGHUP, signal.default_int_handler)   # does, and sweep.json marks them interrupted
         pool = _executor(executor, address, jobs, per_gpu, runs, sweep_dir, slurm)
         with SweepView(console, entries, live=console.is_terminal) as view:
             try:
@@ -121,8 +124,6 @@ def _executor(kind: str, address: str | None, jobs: int | None, per_gpu: int, ru
     if slurm is not None:
         from ablate.sweep.slurm import SlurmExecutor
 
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # a killed sweep cancels its jobs, as Ctrl-C does
-        signal.signal(signal.SIGHUP, signal.default_int_handler)
         return SlurmExecutor(sweep_dir, slurm)
     if kind == "ray":
         from ablate.sweep.executors import RayExecutor
@@ -154,6 +155,9 @@ def _print_plan(recipe: Path, sweep_dir: Path, entries: list[Entry]) -> None:
                   f"{t['epochs']} epochs, batch {t['batch_size']}")
     for line in columns(_rows(entries, "plan")):
         console.print(line, markup=False)
+    for e in entries:
+        if e.run.error is not None:
+            console.print(f"  [red]cannot build[/] {escape(e.run.name)}: {escape(e.run.error)}")
 
 
 def _print_status(recipe: Path, sweep_dir: Path, entries: list[Entry]) -> None:
@@ -177,17 +181,21 @@ def _print_status(recipe: Path, sweep_dir: Path, entries: list[Entry]) -> None:
 
 
 def _print_result(sweep_dir: Path, entries: list[Entry], table: bool) -> None:
+    """The outcome; exit status 1 when a run failed (or could not be built), else 3 when one diverged."""
     if table:
         for line in columns(_rows(entries, "state")):
             console.print(line, markup=False)
     failed = [e for e in entries if e.state == "failed"]
+    diverged = [e for e in entries if e.state == DIVERGED]
     done = sum(e.state == "complete" for e in entries)
-    skipped = sum(e.action == "skip" for e in entries)
-    console.print(f"{len(entries)} runs in {sweep_dir}: {done} complete ({skipped} already), {len(failed)} failed; "
-                  f"ablate report {sweep_dir}")
-    if failed:
-        console.print(f"[red]failed runs[/] ({len(failed)}):")
-        for e in failed:
-            console.print(f"  {escape(e.run.name)} (seed {e.run.seed}): {escape(e.error or '')}  "
-                          f"[dim]log: {escape(str(e.run.path / rundir.LOG))}[/]")
-        raise typer.Exit(1)
+    skipped = sum(e.action == "skip" and e.state == "complete" for e in entries)
+    console.print(f"{len(entries)} runs in {escape(str(sweep_dir))}: {done} complete ({skipped} already), "
+                  f"{len(diverged)} diverged, {len(failed)} failed; ablate report {escape(str(sweep_dir))}")
+    for word, listed in (("diverged", diverged), ("failed", failed)):
+        if listed:
+            console.print(f"[red]{word} runs[/] ({len(listed)}):")
+        for e in listed:
+            log = f"  [dim]log: {escape(str(e.run.path / rundir.LOG))}[/]" if e.run.error is None else ""
+            console.print(f"  {escape(e.run.name)} (seed {e.run.seed}): {escape(e.error or '')}{log}")
+    if failed or diverged:
+        raise typer.Exit(1 if failed else EXIT_DIVERGED)

@@ -5,6 +5,7 @@ What it records and the file's format: ``ablate.gradflow.stats``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -111,7 +112,7 @@ class GradFlowRecorder:
         self._write()
         self._reset()
         info = self._judge(state.epoch)
-        return {"grad_ratio": info["ratio"]}
+        return {"grad_ratio": info["ratio"], **{f"grad_{k}": v for k, v in self.epoch_info[state.epoch].items()}}
 
     # -- results -------------------------------------------------------------------------
 
@@ -153,6 +154,10 @@ class GradFlowRecorder:
             if "epoch" in entry and "steps" in entry and entry["epoch"] <= state.epoch:
                 self.epoch_info[entry["epoch"]] = {"steps": entry["steps"],
                                                    "nonfinite_steps": entry.get("nonfinite_steps", 0)}
+        for row in rundir.read_metrics(state.run_dir):  # rewritten from the checkpoint: ahead of a lagging summary
+            if math.isfinite(row.get("grad_steps", math.nan)) and row["epoch"] <= state.epoch:
+                self.epoch_info[int(row["epoch"])] = {"steps": int(row["grad_steps"]),
+                                                      "nonfinite_steps": int(row.get("grad_nonfinite_steps", 0))}
 
     def _write(self) -> None:
         if self._run_dir is not None and self.table is not None:

@@ -49,6 +49,7 @@ from ablate.report.formats import (
     metric_title,
     rich_cells,
     rich_table,
+    table_notes,
 )
 from ablate.report.groups import Group, comparison_pairs, find_group, group_runs
 from ablate.report.labels import model_label
@@ -73,6 +74,8 @@ class Report:
     metric: str | None = None
     comparisons: list[Comparison] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """One line each: runs skipped, copies counted once, recipes unreadable, environments that differ."""
 
     def markdown(self) -> str:
         return markdown_report(self.rows, self.metric, self.comparisons)
@@ -93,7 +96,8 @@ def build_report(paths: Iterable[str | Path], compare: Sequence[Sequence[str]] =
     (any numeric summary key) is the one compared and summarised per configuration, by default
     the test accuracy when there are comparisons or several seeds.
     """
-    runs = load_runs(paths)
+    warnings: list[str] = []
+    runs = load_runs(paths, warnings)
     if metric is not None:
         check_metric(runs, metric)
     groups = group_runs(runs)
@@ -101,7 +105,13 @@ def build_report(paths: Iterable[str | Path], compare: Sequence[Sequence[str]] =
     shown = metric or (DEFAULT_METRIC if pairs or any(len(g.runs) > 1 for g in groups) else None)
     rows = [group_row(g, (shown,) if shown else ()) for g in groups]
     comparisons = compare_groups(pairs, shown) if pairs and shown else []
-    return Report([run for g in groups for run in g.runs], groups, rows, shown, comparisons)
+    for row in rows:
+        if row["environment_differs"]:
+            warnings.append(f"'{row['model']}': its runs differ in {'; '.join(row['environment_differs'])} "
+                            f"(different floating-point sums; marked †)")
+        if row["diverged"]:
+            warnings.append(f"'{row['model']}': {row['status']}; left out of its statistics")
+    return Report([run for g in groups for run in g.runs], groups, rows, shown, comparisons, warnings=warnings)
 
 
 def default_out(paths: Sequence[str | Path]) -> Path:
@@ -120,6 +130,7 @@ def write_report(paths: Sequence[str | Path], out: Path | None = None, fmt: str 
         raise ReportError(f"--format {fmt!r}: choose one of table, md, csv, json")
     console = console or Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     report = build_report(paths, compare, baseline, metric)
+    _print_warnings(report.warnings)
     out = Path(out) if out is not None else default_out(paths)
     if figures:
         _write_figures(report, out, formats, log)
@@ -134,6 +145,16 @@ def write_report(paths: Sequence[str | Path], out: Path | None = None, fmt: str 
     return report
 
 
+def _print_warnings(warnings: Sequence[str]) -> None:
+    """Each on stderr, so that ``--format json|csv`` output stays machine-readable."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    err = Console(stderr=True, soft_wrap=True)
+    for line in warnings:
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+
+
 def _write_figures(report: Report, out: Path, formats: Sequence[str], log: bool) -> None:
     """Each run's own figures (where stale), the overlays and ``report.md``, into ``out``."""
     from ablate.report.plots import write_overlay_figures, write_run_figures
@@ -144,7 +165,8 @@ def _write_figures(report: Report, out: Path, formats: Sequence[str], log: bool)
             write_run_figures(run.path, label=run.group_name, formats=formats, log=log, only_if_stale=True)
         except OSError:
             pass  # a read-only run directory keeps its figures as they are
-    report.figures = write_overlay_figures(report.runs, out, formats=formats)
+    trained = [run for run in report.runs if not run.diverged]  # the overlays are statistics too: mean and CI
+    report.figures = write_overlay_figures(trained, out, formats=formats)
     _write_markdown(report, out)
 
 
@@ -152,6 +174,8 @@ def _print_table(report: Report, out: Path, console: Any) -> None:
     console.print(rich_table(report.rows, title=f"{len(report.runs)} run(s) in {len(report.groups)} configuration(s)"))
     console.print("Accuracies in %; train/val: last epoch; test: best-validation weights; mean ± std over n seeds.",
                   style="dim", highlight=False)
+    for note in table_notes(report.rows):
+        console.print(note.replace("\\*", "*"), style="dim", highlight=False, markup=False)
     if report.metric:
         headers, cells = arm_rows(report.rows, report.metric)
         console.print(rich_cells(headers, cells, f"{metric_title(report.metric)} per configuration", left=(0,)))

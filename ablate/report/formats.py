@@ -23,6 +23,10 @@ FOOTNOTE = ("Accuracies in %; train and validation values are the last epoch's, 
 ARM_NOTE = ("mean, sample std, 95% confidence interval of the mean (Student t) and, from 5 seeds on, the "
             "interquartile mean (mean of the middle half).")
 UNFINISHED = "\\* unfinished: at least one run of the row has not completed its epochs"
+DIVERGED_NOTE = "diverged: runs whose loss was non-finite or above 1e4 in most steps of an epoch; left out of n and every statistic"
+DIFFERS = "†"
+DIFFERS_NOTE = (f"{DIFFERS} the runs of the row differ in thread count or torch version (same recipe, different "
+                "floating-point sums): their spread is not the seeds' alone")
 
 
 def fmt_params(n: Any) -> str:
@@ -51,18 +55,25 @@ def fmt_value(row: dict[str, Any], metric: str) -> str:
 def display_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Headers and cells for the terminal and Markdown (accuracies in percent)."""
     headers = ["Model", "Norm", "Shortcut", "LR", "Params", *(HEADERS[m] + (" %" if m.endswith("_acc") else "") for m in METRICS),
-               "Grad flow", "n"]
+               "Grad flow", "n", "Status"]
     cells = []
     for row in rows:
-        name = row["model"] + ("" if row["complete"] else " *")
+        name = row["model"] + ("" if row["complete"] else " *") + (f" {DIFFERS}" if row.get("environment_differs") else "")
         cells.append([name, row["norm"], row["shortcut"], fmt_lr(row["lr"]), fmt_params(row["params"]), *(fmt_value(row, m) for m in METRICS),
-                      row["verdict"] or "–", str(row["n"])])
+                      row["verdict"] or "–", str(row["n"]), row.get("status", "complete")])
     return headers, cells
+
+
+def table_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The notes the rows need: unfinished, diverged, differing environments."""
+    notes = [UNFINISHED] if any(not r["complete"] for r in rows) else []
+    notes += [DIVERGED_NOTE] if any(r.get("diverged") for r in rows) else []
+    return notes + ([DIFFERS_NOTE] if any(r.get("environment_differs") for r in rows) else [])
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     headers, cells = display_rows(rows)
-    return pipe_table(headers, cells, ["---", "---", "---", "---:", "---:", *["---:"] * len(METRICS), "---", "---:"])
+    return pipe_table(headers, cells, ["---", "---", "---", "---:", "---:", *["---:"] * len(METRICS), "---", "---:", "---"])
 
 
 def pipe_table(headers: Sequence[str], cells: Sequence[Sequence[str]], align: Sequence[str]) -> str:
@@ -76,8 +87,8 @@ def markdown_report(rows: Sequence[dict[str, Any]], metric: str | None = None,
                     comparisons: Sequence[Comparison] = ()) -> str:
     """The Markdown table with its notes, the per-configuration summary of ``metric`` and the comparisons."""
     text = markdown_table(rows)
-    if any(not r["complete"] for r in rows):
-        text += f"\n{UNFINISHED}\n"
+    for note in table_notes(rows):
+        text += f"\n{note}\n"
     text += f"\n{FOOTNOTE}\n"
     if metric:
         headers, cells = arm_rows(rows, metric)
@@ -104,7 +115,7 @@ def csv_table(rows: Sequence[dict[str, Any]], metric: str | None = None) -> str:
     metrics = dict.fromkeys([*METRICS, *([metric] if metric else [])])
     columns = ["model", "arch", "norm", "shortcut", "lr", "params", "dataset", "epochs", "n", "seeds",
                *(f"{m}{suffix}" for m in metrics for suffix in ("", "_std", "_ci_low", "_ci_high", "_iqm")),
-               "verdict", "verdict_at_init", "complete", "runs"]
+               "verdict", "verdict_at_init", "complete", "status", "diverged", "environment_differs", "runs"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -122,13 +133,16 @@ def rich_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> Tabl
     headers, cells = display_rows(rows)
     table = Table(title=title, show_lines=False)
     for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i in (0, 1, 2, len(headers) - 2) else "right", no_wrap=i == 0)
+        table.add_column(header, justify="left" if i in (0, 1, 2, len(headers) - 3, len(headers) - 1) else "right",
+                         no_wrap=i == 0)
     colour = {"vanishing": "red", "exploding": "magenta", "healthy": "green"}
     for row, line in zip(rows, cells):
-        verdict = line[-2]
+        verdict, status = line[-3], line[-1]
         line = [escape(cell) for cell in line]
         if verdict in colour:
-            line = [*line[:-2], f"[{colour[verdict]}]{verdict}[/]", line[-1]]
+            line[-3] = f"[{colour[verdict]}]{verdict}[/]"
+        if status != "complete":
+            line[-1] = f"[{'magenta' if 'diverged' in status else 'yellow'}]{escape(status)}[/]"
         table.add_row(*line)
     return table
 

@@ -1,4 +1,10 @@
-"""Finished runs for the report: find run directories and read each one back through ``ablate.rundir``."""
+"""Finished runs for the report: find run directories and read each one back through ``ablate.rundir``.
+
+A run directory whose ``summary.json`` cannot be read, or is not an ablate run's, is skipped with one
+warning; one whose ``recipe.toml`` is empty or unreadable is reported alone (its configuration is
+unknown, so it is never grouped with another run), with one warning; two directories holding the same
+run (same recipe identity and seed: a backup copy, say) count once, with one warning naming both.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from ablate import rundir
 from ablate.registry import AblateError
@@ -43,6 +49,8 @@ class Run:
     summary: dict[str, Any]
     config: dict[str, Any] | None = None
     group_name: str = ""
+    problem: str | None = None
+    """Why the saved recipe cannot say what this run is (then it is grouped with no other run)."""
 
     @classmethod
     def load(cls, path: Path) -> Run:
@@ -51,8 +59,22 @@ class Run:
         except AblateError as exc:
             raise ReportError(str(exc)) from None
         if not isinstance(summary, dict) or "params" not in summary:
-            raise ReportError(f"{path}: {rundir.SUMMARY} is not an ablate run summary (no 'params' field)")
-        return cls(path, summary, rundir.read_recipe(path))
+            raise ReportError(f"{path / rundir.SUMMARY}: not an ablate run summary (no 'params' field)")
+        try:
+            config = rundir.read_recipe(path)
+        except (AblateError, OSError, ValueError) as exc:  # ValueError: a binary file is no UTF-8
+            return cls(path, summary, None, problem=f"{rundir.RECIPE} is unreadable ({str(exc).splitlines()[0]})")
+        if config is not None and not all(isinstance(config.get(t), dict) for t in ("model", "train")):
+            return cls(path, summary, None, problem=f"{rundir.RECIPE} is empty or holds no [model] and [train] tables")
+        return cls(path, summary, config)
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status"))
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
 
     @property
     def label(self) -> str:
@@ -65,7 +87,10 @@ class Run:
 
     @cached_property
     def key(self) -> str:
-        """The configuration without the seed (and what does not change training), as JSON."""
+        """The configuration without the seed (and what does not change training), as JSON; a run whose
+        recipe is unreadable has a key of its own."""
+        if self.problem is not None:
+            return json.dumps({"unknown recipe": str(self.path)})
         if self.config is not None:
             return json.dumps(_strip(self.config), sort_keys=True, default=str)
         s = self.summary
@@ -94,6 +119,46 @@ def _strip(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_runs(paths: Iterable[str | Path]) -> list[Run]:
-    """Every run found among ``paths`` (see ``find_runs``), loaded."""
-    return [Run.load(p) for p in find_runs(paths)]
+def load_runs(paths: Iterable[str | Path], warnings: list[str] | None = None) -> list[Run]:
+    """Every readable run found among ``paths`` (see ``find_runs``), each run once; what was skipped or
+    merged is appended to ``warnings``, one line each."""
+    paths, notes = list(paths), warnings if warnings is not None else []
+    runs: list[Run] = []
+    for path in find_runs(paths):
+        try:
+            run = Run.load(path)
+        except AblateError as exc:
+            notes.append(f"skipped {path}: {exc}")
+            continue
+        if run.problem:
+            notes.append(f"{path}: {run.problem}; reported alone, not grouped with other runs")
+        runs.append(run)
+    if not runs:
+        raise ReportError(f"no readable runs in {', '.join(map(str, paths))}")
+    return _once(runs, notes)
+
+
+def _once(runs: list[Run], notes: list[str]) -> list[Run]:
+    """The runs with copies of one run (same identity and seed) counted once: the one in the directory
+    ablate named for it (``...-<hash>``) is kept, else the first found."""
+    kept: dict[str, Run] = {}
+    for run in sorted(runs, key=lambda r: not _named_by_ablate(r)):
+        ident = json.dumps([run.key, run.seed], default=str)
+        if ident in kept:
+            notes.append(f"{kept[ident].path} and {run.path} hold the same run (same recipe, seed {run.seed}); "
+                         f"counted once, from {kept[ident].path}")
+            continue
+        kept[ident] = run
+    return [run for run in runs if any(run is k for k in kept.values())]
+
+
+def _named_by_ablate(run: Run) -> bool:
+    """Whether the run's directory ends with the hash of its recipe, as ``ablate run``/``sweep`` name it."""
+    from ablate.recipe import Arm
+
+    if run.config is None:
+        return False
+    try:
+        return run.path.name.endswith("-" + Arm("", cast(Any, run.config)).digest())
+    except (TypeError, ValueError):
+        return False

@@ -15,15 +15,22 @@ from ablate.report.pairwise import CONFIDENCE, Comparison, compare, finish
 from ablate.report.runs import METRICS, ReportError, Run
 
 IQM_MIN = 5
+ENVIRONMENT = ("threads", "torch")
+"""What ran a run and changes its floating-point sums but not its identity: runs of one row that differ
+in these are flagged (``--jobs`` changes the thread count, not the run directory)."""
 
 
 def group_row(group: Group, metrics: Sequence[str] = METRICS) -> dict[str, Any]:
-    """Machine-readable row: per metric mean, sample std, 95% CI of the mean and IQM (None where undefined)."""
-    runs, s = group.runs, group.first.summary
+    """Machine-readable row: per metric mean, sample std, 95% CI of the mean and IQM (None where undefined).
+
+    Diverged runs are left out of every statistic (``n`` counts the others; ``diverged`` them)."""
+    s = group.first.summary
+    runs = [r for r in group.runs if not r.diverged]
     row: dict[str, Any] = {
         "model": group.name, "arch": s.get("arch"), "norm": s.get("norm"), "shortcut": s.get("shortcut"),
         "lr": group.lr, "params": s.get("params"), "dataset": s.get("dataset"), "epochs": s.get("epochs"),
-        "n": len(runs), "seeds": [r.seed for r in runs],
+        "n": len(runs), "seeds": [r.seed for r in runs], "diverged": len(group.runs) - len(runs),
+        "status": row_status(group.runs), "environment_differs": environment_differences(group.runs),
     }
     for metric in dict.fromkeys([*METRICS, *metrics]):
         values = [v for v in (number(r.summary.get(metric)) for r in runs) if v is not None]
@@ -32,10 +39,30 @@ def group_row(group: Group, metrics: Sequence[str] = METRICS) -> dict[str, Any]:
         row[f"{metric}_iqm"] = iqm(values)
     row["verdict"] = combine_verdicts([r.verdict for r in runs])
     row["verdict_at_init"] = combine_verdicts([r.verdict_at_init for r in runs])
-    row["complete"] = all(r.summary.get("status") == "complete" for r in runs)
-    row["epochs_completed"] = [r.summary.get("epochs_completed") for r in runs]
-    row["runs"] = [str(r.path) for r in runs]
+    row["complete"] = all(r.status in ("complete", "diverged") for r in group.runs)
+    row["epochs_completed"] = [r.summary.get("epochs_completed") for r in group.runs]
+    row["runs"] = [str(r.path) for r in group.runs]
     return row
+
+
+def row_status(runs: Sequence[Run]) -> str:
+    """``complete``, ``diverged`` (every run), ``2 of 3 diverged``, or ``unfinished`` (a run is still running)."""
+    diverged = sum(r.diverged for r in runs)
+    if any(r.status not in ("complete", "diverged") for r in runs):
+        return "unfinished"
+    if not diverged:
+        return "complete"
+    return "diverged" if diverged == len(runs) else f"{diverged} of {len(runs)} diverged"
+
+
+def environment_differences(runs: Sequence[Run]) -> list[str]:
+    """``threads: 1, 2`` for each of ``ENVIRONMENT`` in which the runs' summaries differ."""
+    out = []
+    for key in ENVIRONMENT:
+        values = {str(env.get(key)) for r in runs if isinstance(env := r.summary.get("environment"), dict)}
+        if len(values) > 1:
+            out.append(f"{key}: {', '.join(sorted(values))}")
+    return out
 
 
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -125,7 +152,7 @@ def compare_pair(a: Group, b: Group, metric: str) -> Comparison:
 
 
 def _by_seed(group: Group, metric: str) -> dict[Any, float]:
-    values = {run.seed: number(run.summary.get(metric)) for run in group.runs}
+    values = {run.seed: number(run.summary.get(metric)) for run in group.runs if not run.diverged}
     found = {seed: v for seed, v in values.items() if v is not None}
     if not found:
         raise ReportError(f"--metric {metric!r}: no run of '{group.name}' has it as a number")

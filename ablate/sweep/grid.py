@@ -5,6 +5,8 @@ The ``[sweep]`` table maps a short name (``norm``, ``shortcut``, ``lr``, ``arch`
 a list of values. Seeds vary fastest, then the grid keys in the order written, then
 the arms. A run's name is its arm and grid values without the seed, so that the
 seeds of one configuration share a name; its directory is ``Arm.dirname()``.
+A cell that cannot be built (its plugin is disabled, a component unknown) does not stop the
+others: it becomes a run with an ``error`` (the sweep reports it failed), unless no cell can be built.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ablate.config import Config
-from ablate.recipe import DEFAULTS, OVERRIDES, Arm, RecipeError, read_toml, resolve, unflatten
+from ablate.recipe import DEFAULTS, OVERRIDES, SWEEP_ONLY, Arm, RecipeError, merge, read_toml, resolve, unflatten
+from ablate.registry import AblateError
 
 SHORT = {**OVERRIDES, "seeds": "train.seed"}
 SEED = "train.seed"
@@ -29,6 +32,8 @@ class SweepRun:
     name: str
     arm: Arm
     path: Path
+    error: str | None = None
+    """Why this cell cannot be built (its ``arm`` then holds the unvalidated settings, for display)."""
 
     @property
     def config(self) -> Config:
@@ -43,7 +48,17 @@ def load_sweep(path: str | Path, overrides: dict[str, Any], out: Path | None = N
     """The sweep directory (``--out``, default runs/<recipe name>) and the runs of a recipe file."""
     raw, overrides = with_sweep_sets(read_toml(path), overrides)
     sweep_dir = out or Path("runs") / str(raw.get("name") or Path(path).stem)
-    return sweep_dir, [SweepRun(name, arm, sweep_dir / arm.dirname()) for name, arm in expand(raw, str(path), overrides)]
+    built, unbuilt = expand_cells(raw, str(path), overrides)
+    runs = [SweepRun(name, arm, sweep_dir / arm.dirname()) for name, arm in built]
+    return sweep_dir, runs + [SweepRun(arm.name, arm, sweep_dir / _dirname(arm), error) for arm, error in unbuilt]
+
+
+def _dirname(arm: Arm) -> str:
+    """The directory a cell would train in; a plain name where its settings are not even well typed."""
+    try:
+        return arm.dirname()
+    except (TypeError, ValueError, KeyError):
+        return "".join(c if c.isalnum() or c in "-_." else "-" for c in arm.name)
 
 
 def with_sweep_sets(raw: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -57,7 +72,37 @@ def with_sweep_sets(raw: dict[str, Any], overrides: dict[str, Any]) -> tuple[dic
 
 
 def expand(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list[tuple[str, Arm]]:
-    """(name, arm) of every distinct cell; ``overrides`` replace the grid keys they set."""
+    """(name, arm) of every distinct cell; ``overrides`` replace the grid keys they set; any cell that
+    cannot be built is an error."""
+    built, unbuilt = expand_cells(raw, source, overrides)
+    if unbuilt:
+        raise RecipeError(unbuilt[0][1])
+    return built
+
+
+def expand_cells(raw: dict[str, Any], source: str, overrides: dict[str, Any]
+                 ) -> tuple[list[tuple[str, Arm]], list[tuple[Arm, str]]]:
+    """The distinct cells that resolve, as (name, arm), and those that do not, as (settings, one-line error);
+    when none resolves, the first error is raised."""
+    built: list[Arm] = []
+    unbuilt: list[tuple[Arm, str]] = []
+    errors: list[AblateError] = []
+    for variant in _variants(raw, source, overrides):
+        try:
+            built += resolve({**raw, "arms": [variant]}, source, overrides)
+        except AblateError as exc:
+            errors.append(exc)
+            unbuilt.append((Arm(variant["name"], _settings(raw, variant, overrides)), str(exc)))
+    if not built and errors:
+        raise errors[0]
+    unique: dict[str, Arm] = {}
+    for arm in built:
+        unique.setdefault(arm.dirname(), arm)
+    return [(arm.name, arm) for arm in unique.values()], unbuilt
+
+
+def _variants(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each arm x grid cell as an arm table with its name."""
     grid = [axis for axis in axes(raw.get("sweep", {}), source) if axis[1] not in overrides]
     variants = []
     for i, arm_raw in enumerate(raw.get("arms") or [{}]):
@@ -71,11 +116,16 @@ def expand(raw: dict[str, Any], source: str, overrides: dict[str, Any]) -> list[
             label = " ".join(f"{lab}={_text(v)}" for (lab, dotted, _), v in zip(grid, values) if dotted != SEED)
             name = " ".join(filter(None, [arm_name, label])) or str(raw.get("name") or Path(source).stem)
             variants.append({**arm_raw, **_merge_cell(arm_raw, cell), "name": name})
-    arms = resolve({**raw, "arms": variants}, source, overrides)
-    unique: dict[str, Arm] = {}
-    for arm in arms:
-        unique.setdefault(arm.dirname(), arm)
-    return [(arm.name, arm) for arm in unique.values()]
+    return variants
+
+
+def _settings(raw: dict[str, Any], variant: dict[str, Any], overrides: dict[str, Any]) -> Config:
+    """A cell's settings over the defaults, unvalidated: what ``sweep.json`` shows of a cell that cannot be built."""
+    config: dict[str, Any] = {section: dict(values) for section, values in DEFAULTS.items()}
+    base = {k: v for k, v in raw.items() if k not in ("arms", *SWEEP_ONLY)}
+    for layer in (base, {k: v for k, v in variant.items() if k != "name"}, unflatten(overrides)):
+        config = merge(config, {k: v for k, v in layer.items() if isinstance(v, dict) == isinstance(config.get(k), dict)})
+    return cast(Config, config)
 
 
 def axes(sweep: Any, source: str) -> list[tuple[str, str, list[Any]]]:

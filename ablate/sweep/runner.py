@@ -15,6 +15,7 @@ from ablate.files import atomic_write_text
 from ablate.registry import AblateError
 from ablate.sweep.grid import SweepRun
 from ablate.train import resume
+from ablate.train.divergence import DIVERGED
 
 MANIFEST = "sweep.json"
 ACTIONS = {"start": "start", "resume": "resume", "complete": "skip"}
@@ -23,7 +24,7 @@ ACTIONS = {"start": "start", "resume": "resume", "complete": "skip"}
 @dataclass
 class Entry:
     """A run's place in this sweep: what the plan said (start, resume, skip, refuse) and where it is now
-    (pending, running, complete, failed, interrupted)."""
+    (pending, running, complete, diverged, failed, interrupted)."""
 
     run: SweepRun
     action: str
@@ -43,15 +44,20 @@ class Entry:
 
 
 def plan(runs: list[SweepRun]) -> list[Entry]:
-    """One entry per run; a directory holding a different recipe is refused, never reused."""
+    """One entry per run; a directory holding a different recipe is refused, never reused, and a cell
+    that cannot be built (``SweepRun.error``) is failed with its reason."""
     entries = []
     for run in runs:
+        if run.error is not None:
+            entries.append(Entry(run, "refuse", "failed", run.error))
+            continue
         try:
             action = ACTIONS[resume.decide(run.path, run.config)]
         except AblateError as exc:
             entries.append(Entry(run, "refuse", "failed", str(exc)))
             continue
-        entries.append(Entry(run, action, "complete" if action == "skip" else "pending"))
+        state = _status(run.path) if action == "skip" else "pending"
+        entries.append(Entry(run, action, state, "diverged earlier (see its summary.json)" if state == DIVERGED else None))
     return entries
 
 
@@ -152,6 +158,16 @@ def _note_jobs(executor: Any, by_path: dict[Path, Entry]) -> bool:
     return changed
 
 
+def _status(run_dir: Path) -> str:
+    """A finished run's status: complete or diverged (``rundir.FINISHED``)."""
+    try:
+        return str(rundir.read_summary(run_dir).get("status"))
+    except AblateError:
+        return "failed"
+
+
 def _finish(entry: Entry, error: str | None) -> None:
     entry.state, entry.error = ("failed", error) if error else ("complete", None)
+    if error and _status(entry.run.path) == DIVERGED:
+        entry.state = DIVERGED
     entry.seconds = round(time.time() - (entry.started or time.time()), 1)

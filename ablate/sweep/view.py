@@ -13,7 +13,7 @@ from rich.table import Table
 from ablate import rundir
 from ablate.sweep.runner import Entry
 
-STYLE = {"running": "cyan", "complete": "green", "failed": "red", "interrupted": "yellow"}
+STYLE = {"running": "cyan", "complete": "green", "diverged": "magenta", "failed": "red", "interrupted": "yellow"}
 
 
 def columns(rows: list[list[str]], indent: str = "  ") -> list[str]:
@@ -89,7 +89,7 @@ class SweepView:
             cells = self._cells(i, entry)
             head = f"[{i + 1}/{len(self.entries)}] {entry.run.name} (seed {entry.run.seed})"
             if entry.state != old_state and entry.state != "pending":
-                state = "already complete" if entry.action == "skip" else entry.state
+                state = f"already {entry.state}" if entry.action == "skip" else entry.state
                 error = f": {entry.error}" if entry.error else ""
                 self.console.print(f"{head} {state}{error}", highlight=False)
             if entry.state == "running" and epoch != old_epoch:

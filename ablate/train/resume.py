@@ -24,6 +24,8 @@ def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 def decide(run_dir: Path, config: Config, mode: str = "auto") -> str:
     """``"start"``, ``"resume"`` or ``"complete"`` for ``run_dir``; ``mode`` is auto, resume or restart.
 
+    A run that diverged has ended too: ``"complete"`` (its summary's status tells them apart).
+
     A directory holding a run of a different recipe is refused unless ``mode``
     says what to do, so that nothing is silently mixed or overwritten.
     """
@@ -39,7 +41,7 @@ def decide(run_dir: Path, config: Config, mode: str = "auto") -> str:
             f"{run_dir} holds a run of a different recipe ({'; '.join(changed[:3])}); pass --resume to continue "
             f"it with the new recipe, --restart to start over, or choose another --out"
         )
-    if rundir.is_complete(run_dir):
+    if rundir.is_finished(run_dir):
         if changed:
             raise AblateError(f"{run_dir} holds a complete run of a different recipe ({'; '.join(changed[:3])}); "
                               f"pass --restart to train it again with the new recipe, or choose another --out")

@@ -35,6 +35,8 @@ from ablate.train.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from ablate.train.divergence import DIVERGED, count_diverged, diverged_error, has_diverged
+from ablate.train.divergence import NonFiniteLossError as NonFiniteLossError  # what train() raises, as before
 from ablate.train.setup import (
     Precision,
     configure_cpu,
@@ -48,10 +50,6 @@ from ablate.train.setup import (
     precision_name,
 )
 from ablate.train.step import evaluate, train_step
-
-
-class NonFiniteLossError(AblateError):
-    pass
 
 
 @dataclass
@@ -145,12 +143,15 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
         start, compile_seconds, untimed = time.perf_counter(), None, 0
         loss_sum = torch.zeros((), device=s.device)
         correct = torch.zeros((), device=s.device, dtype=torch.long)
-        seen = 0
+        seen = steps = 0
+        diverged = torch.zeros((), device=s.device, dtype=torch.long)
         for i, (x, y) in enumerate(s.loader.batches(seed=t["seed"] * 1_000_003 + epoch)):
             batch_loss, batch_correct = train_step(step_model, s.optimizer, x, y, s.precision, after_backward)
             loss_sum += batch_loss
             correct += batch_correct
             seen += len(y)
+            steps += 1
+            count_diverged(diverged, batch_loss, len(y))
             state.step += 1
             state.loss = batch_loss / len(y)
             callbacks("on_step_end", state)
@@ -159,17 +160,17 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
                 compiling, compile_seconds = False, _seconds_since(start, s.device)
                 start, untimed = time.perf_counter(), seen
         train_loss, train_acc = loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
-        if not math.isfinite(train_loss):
-            kept = f"keeping the checkpoint of epoch {epoch - 1}" if epoch > 1 else "no epoch was completed"
-            raise NonFiniteLossError(
-                f"loss became {train_loss} in epoch {epoch} (lr {lr:g}); stopped, {kept} in {run_dir}. "
-                f"Lower --lr or try --norm bn"
-            )
+        bad = int(diverged.item())
+        if has_diverged(train_loss, bad, steps):
+            info = {"epoch": epoch, "train_loss": train_loss, "steps": steps, "diverged_steps": bad}
+            rundir.write_summary(run_dir, {**_progress_summary(summary, rows, best, DIVERGED, recorder), DIVERGED: info})
+            raise diverged_error(run_dir, epoch, lr, train_loss, bad, steps)
         elapsed = time.perf_counter() - start
         val_loss, val_acc = evaluate(s.model, s.evaluators["val"].batches(), s.precision)
         row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
                "val_acc": val_acc, "epoch_seconds": elapsed + (compile_seconds or 0.0),
-               "images_per_second": (seen - untimed) / elapsed, "device": s.device.type, "amp": s.precision.name}
+               "images_per_second": (seen - untimed) / elapsed, "steps": steps,
+               "diverged_steps": bad, "device": s.device.type, "amp": s.precision.name}
         if compile_seconds is not None:
             row["compile_seconds"] = compile_seconds
         state.metrics = row
@@ -258,6 +259,11 @@ def _summary_base(config: Config, s: Prepared) -> dict[str, Any]:
     }
 
 
+def _total(rows: list[dict[str, Any]], key: str) -> int:
+    """A per-epoch count summed over the checkpoint's rows (rows of an older ablate lack it)."""
+    return sum(int(r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key]))
+
+
 def _progress_summary(base: dict[str, Any], rows: list[dict[str, Any]], best: dict | None, status: str,
                       recorder: GradFlowRecorder | None) -> dict[str, Any]:
     last = rows[-1] if rows else {}
@@ -267,6 +273,7 @@ def _progress_summary(base: dict[str, Any], rows: list[dict[str, Any]], best: di
         "best_val_acc": best["val_acc"] if best else None,
         **{k: last.get(k) for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
         "train_seconds": sum(r["epoch_seconds"] for r in rows),
+        "steps": _total(rows, "steps"), "diverged_steps": _total(rows, "diverged_steps"),
     }
     if recorder is not None:
         summary["gradflow"] = recorder.summary()
