@@ -7,9 +7,9 @@ replayed per batch, so a step costs one launch instead of ~500. How:
 - the optimiser's groups become ``capturable`` and their learning rate a device tensor, which
   ``ablate.train.setup.set_lr`` fills per epoch, so the schedule reaches the captured step;
 - the first batch is copied into static input and target buffers; a few warm-up steps run on
-  a side stream (cuDNN's choices, the optimiser's state), after which the weights, buffers,
-  optimiser state and RNG are put back as they were, so the first replay starts where the
-  eager step would;
+  a side stream (cuDNN's choices, the optimiser's state, the stream's cuBLAS workspace), after
+  which the weights, buffers, optimiser state and RNG are put back as they were, so the first
+  replay starts where the eager step would; the capture then runs on the same stream;
 - every batch is ``copy_``-ed into the static buffers before ``replay()``; the returned loss
   sum and correct count are static outputs, valid until the next replay.
 
@@ -103,12 +103,13 @@ def restore(snap: Snapshot, optimizer: torch.optim.Optimizer, device: torch.devi
 
 
 @contextlib.contextmanager
-def side_stream(device: torch.device) -> Iterator[None]:
-    """Run the block on a fresh CUDA stream that waits for, and is then waited for by, the current one."""
+def side_stream(device: torch.device, stream: torch.cuda.Stream | None = None) -> Iterator[None]:
+    """Run the block on ``stream`` (a fresh one by default), which waits for, and is then waited for by, the
+    current stream; nothing on the CPU."""
     if device.type != "cuda":
         yield
         return
-    stream, current = torch.cuda.Stream(device), torch.cuda.current_stream(device)
+    stream, current = stream or torch.cuda.Stream(device), torch.cuda.current_stream(device)
     stream.wait_stream(current)
     with torch.cuda.stream(stream):
         yield
@@ -116,10 +117,10 @@ def side_stream(device: torch.device) -> Iterator[None]:
 
 
 def warm_up(body: Callable[[], object], steps: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-            device: torch.device) -> None:
+            device: torch.device, stream: torch.cuda.Stream | None = None) -> None:
     """Run ``steps`` training steps on a side stream, then restore the model, optimiser and RNG."""
     snap = snapshot(model, optimizer, device)
-    with side_stream(device), warnings.catch_warnings():
+    with side_stream(device, stream), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*capturable=True.*")  # the warm-up steps run uncaptured
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
@@ -183,10 +184,11 @@ class GraphedStep:
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.batch = StaticBatch(x, y)
-        warm_up(lambda: self._body(record=False), self.warmup, self.model, self.optimizer, self.device)
+        stream = torch.cuda.Stream(self.device)  # warm-up and capture share it: its cuBLAS workspace exists before capture
+        warm_up(lambda: self._body(record=False), self.warmup, self.model, self.optimizer, self.device, stream)
         self.optimizer.zero_grad(set_to_none=True)  # backward allocates the grads in the graph's pool
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, stream=stream):
             self.outputs = self._body(record=True)
 
 
