@@ -118,6 +118,8 @@ def test_bench_graph_option_is_checked_and_falls_back_on_the_cpu(capsys):
     assert row["error"] is None and row["graph"] == "none" and row["compile_seconds"] is None
     assert row["environment"]["graph"] == "none (CUDA graphs need a CUDA device, this run is on cpu)"
     assert row["mfu"] is None
+    both = worker.run(BenchArm("vgg08", device="cpu", graph="step", compile="default"))
+    assert both["error"] == "graph 'step' captures the whole training step; it cannot be combined with compile"
 
 
 # -- the pieces of the captured step, on the CPU ---------------------------------------------------------
@@ -150,7 +152,7 @@ def test_the_lr_tensor_is_filled_in_place_and_follows_the_schedule():
     assert lr_at(5, schedule) < lr_at(1, schedule)
 
 
-def test_a_checkpoint_saves_the_lr_tensor_as_a_number(tmp_path):
+def test_a_checkpoint_saves_the_lr_tensor_as_a_number_and_leaves_capturable_to_the_resumed_run(tmp_path):
     model = tiny_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     graph.capturable_lr(optimizer, torch.device("cpu"))
@@ -158,7 +160,7 @@ def test_a_checkpoint_saves_the_lr_tensor_as_a_number(tmp_path):
     save_checkpoint(tmp_path / "ckpt", model, optimizer, {"epoch": 1})
     fresh = torch.optim.Adam(model.parameters(), lr=1.0)
     load_checkpoint(tmp_path / "ckpt", model, fresh, torch.device("cpu"))
-    assert fresh.param_groups[0]["lr"] == pytest.approx(5e-4)
+    assert fresh.param_groups[0]["lr"] == pytest.approx(5e-4) and fresh.param_groups[0]["capturable"] is False
 
 
 def eager_steps(model, optimizer, batches):

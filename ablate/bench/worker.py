@@ -56,6 +56,8 @@ def bench_arm(arm: BenchArm, row: dict[str, Any]) -> None:
         configure_cuda()
     precision = pick_precision(arm.amp, device)
     row["amp"] = precision.name
+    if arm.graph == "step" and arm.compile is not None:
+        raise AblateError("graph 'step' captures the whole training step; it cannot be combined with compile")
     reason = unsupported(device, precision, arm.train["optimizer"]) if arm.graph == "step" else None
     if reason is not None:  # benched eager, as the trainer would train it; the row says so
         print(f"ablate bench: {fallback_message(reason)}", file=sys.stderr)
