@@ -111,7 +111,7 @@ def test_the_whole_step_graph_gives_the_eager_losses_and_gradient_statistics(tmp
 def test_a_run_with_the_whole_step_graph_trains_resumes_and_records(cli, tmp_path):
     out = tmp_path / "run"
     args = ["run", "recipes/vgg08.toml", "--dataset", "synthetic", "--device", "cuda", "--set", "train.graph=step",
-            "--set", "data.train_size=2000", "--set", "data.val_size=500", "--set", "data.test_size=500",
+            "--set", "data.train_size=1000", "--set", "data.val_size=200", "--set", "data.test_size=200",
             "--out", str(out), "-q"]
     first = cli(*args, "--epochs", "1")
     assert first.returncode == 0 and "not applied" not in first.stderr, first.stderr
@@ -122,6 +122,6 @@ def test_a_run_with_the_whole_step_graph_trains_resumes_and_records(cli, tmp_pat
     assert second.returncode == 0, second.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["graph"] == "step" and summary["status"] == "complete" and summary["epochs_completed"] == 2
-    assert summary["gradflow"]["per_epoch"][-1]["steps"] == 20  # 2,000 images in batches of 100
+    assert summary["gradflow"]["per_epoch"][-1]["steps"] == 10  # 1,000 images in batches of 100
     metrics = (out / "metrics.csv").read_text().splitlines()
     assert len(metrics) == 3 and "compile_seconds" in metrics[0]
