@@ -43,6 +43,7 @@ class TrainConfig(TypedDict):
     compile: ReadOnly[bool | str]
     threads: ReadOnly[int]
     deterministic: ReadOnly[bool]
+    graph: ReadOnly[Literal["none", "step"]]
 
 
 class GradflowConfig(TypedDict):

@@ -36,7 +36,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "epochs": 100, "batch_size": 100, "eval_batch_size": 1000, "optimizer": "adam", "lr": 1e-3,
         "weight_decay": 0.0, "schedule": "cosine", "min_lr": 2e-5, "augment": True, "seed": 0,
         "device": "auto", "amp": "auto", "channels_last": "auto", "compile": False, "threads": 0,
-        "deterministic": True,
+        "deterministic": True, "graph": "none",
     },
     "gradflow": {"every": 1},
 }
@@ -48,6 +48,7 @@ CHOICES = {
     "train.amp": ("auto", "off", "bf16", "fp16"),
     "train.channels_last": ("auto", True, False),
     "train.compile": (False, True, "default", "reduce-overhead", "max-autotune"),
+    "train.graph": ("none", "step"),
 }
 TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", "executor", *DEFAULTS, "recipe_source")
 SWEEP_ONLY = ("sweep", "executor")
@@ -57,7 +58,7 @@ NOT_IDENTITY: dict[str, tuple[str, ...] | None] = {"name": None, "gradflow": Non
                                                    "required_plugins": None, "data": ("dir", "download"),
                                                    "train": ("device", "threads")}
 RESERVED = {"model": ("norm", "shortcut", "num_classes", "in_channels"), "data": ("data_dir", "download")}
-ADDED_LATER: dict[str, Any] = {"train.deterministic": True}
+ADDED_LATER: dict[str, Any] = {"train.deterministic": True, "train.graph": "none"}
 """Keys added after 0.1.0, with their defaults. A run's identity holds such a key only when it is set
 away from its default, so that a run recorded before the key existed keeps its directory and resumes."""
 OVERRIDES = {"norm": "model.norm", "shortcut": "model.shortcut", "arch": "model.arch", "lr": "train.lr",
@@ -240,6 +241,7 @@ def validate(config: dict[str, Any], source: str) -> Config:
         _check_component(source, dotted, out, kind)
     _check_options(source, out)
     _check_entry_norm(source, out)
+    _check_graph(source, out)
     out["callbacks"] = _check_callbacks(source, config.get("callbacks", []))
     written = _string_list(config.get("required_plugins", []), source, "required_plugins")
     out["required_plugins"] = written + [r for r in plugin_requirements(out) if r not in written]
@@ -288,6 +290,15 @@ def _check_value(source: str, section: str, key: str, value: Any, defaults: dict
         raise RecipeError(f"{source}: {dotted} = {value!r} must be at least 1")
     if dotted == "train.seed" and value >= 2**63:
         raise RecipeError(f"{source}: {dotted} = {value!r} must be below 2**63")
+
+
+def _check_graph(source: str, config: dict[str, Any]) -> None:
+    """``train.graph = "step"`` captures the whole step itself: ``train.compile`` on top cannot apply."""
+    train = config["train"]
+    if train["graph"] == "step" and train["compile"] is not False:
+        raise RecipeError(f"{source}: train.graph = 'step' cannot be combined with train.compile = "
+                          f"{train['compile']!r} (the graph captures the whole step); set train.compile = false, "
+                          f"or train.graph = 'none' to let compile graph the model")
 
 
 def _check_component(source: str, dotted: str, config: dict[str, Any], kind: str) -> None:

@@ -2,8 +2,9 @@
 # GPU checks and benchmarks for one NVIDIA GPU, in one call, offline, in under 8 minutes:
 #   benchmarks/gpu.sh OUT_DIR                     on the GPU machine
 #   SIMULATE_CPU=1 benchmarks/gpu.sh OUT_DIR      every stage with tiny sizes on the CPU (CI runs this)
-# Writes (few files, flat, at most 8): log.txt, pytest.txt, bench-key.jsonl, bench-grid.jsonl,
-# train-summary.json, train-metrics.csv, bench-compiled.jsonl. Every stage runs under `timeout`,
+# Writes (few files, flat, at most 7): log.txt, pytest.txt, bench-key.jsonl, bench-grid.jsonl,
+# train-summary.json, train-metrics.csv, bench-modes.jsonl (VGG38 BN+RC's training step eager, as one
+# CUDA graph and compiled with reduce-overhead, with memory and MFU). Every stage runs under `timeout`,
 # sized from what is left of the budget; a stage that runs out keeps what it wrote so far (bench
 # writes one JSON line per finished arm). The most important arms run first: VGG38 BN+RC, plain
 # VGG38, VGG08.
@@ -66,12 +67,14 @@ test_size = 50
 batch_size = 50
 TOML
   RECIPE="$WORK/tiny.toml"; STEPS=(--warmup 1 --steps 2); TRAIN_SIZES=(--set data.train_size=200 --set model.width=4)
+  GRID=(--arch vgg08,vgg38 --norm bn --shortcut none,proj)  # 4 of the 12 arms: each costs a process start
   COMPILE=default
 else
   log "ablate GPU checks in $REPO -> $OUT"
   { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || true; } | tee -a "$LOG"
   DEVICE=cuda
   RECIPE=""; STEPS=(--warmup 5 --steps 30); TRAIN_SIZES=(--set data.train_size=47500 --set data.test_size=10000)
+  GRID=(--arch vgg08,vgg38 --norm none,bn --shortcut none,identity,proj)
   COMPILE=reduce-overhead
 fi
 "$PY" - <<'PY' 2>&1 | tee -a "$LOG"
@@ -94,8 +97,12 @@ for arm in "vgg38 bn identity" "vgg38 none none" "vgg08 none none"; do
   stage "bench eager $*" 40 230 "$LOG" "${BENCH[@]}" --arch "$1" --norm "$2" --shortcut "$3" --json "$WORK/key-$1-$2-$3.jsonl"
   cat "$WORK/key-$1-$2-$3.jsonl" >>"$OUT/bench-key.jsonl" 2>/dev/null
 done
-stage "bench eager grid" 90 190 "$LOG" "${BENCH[@]}" --arch vgg08,vgg38 --norm none,bn --shortcut none,identity,proj \
-  --json "$OUT/bench-grid.jsonl"
+# The step modes of VGG38 BN+RC: eager (the key arm above), whole-step CUDA graph, compiled (last: it compiles cold).
+KEY=(--arch vgg38 --norm bn --shortcut identity)
+cat "$WORK/key-vgg38-bn-identity.jsonl" >>"$OUT/bench-modes.jsonl" 2>/dev/null
+stage "bench graph step VGG38 BN+RC" 45 190 "$LOG" "${BENCH[@]}" "${KEY[@]}" --graph step --json "$WORK/modes-graph.jsonl"
+cat "$WORK/modes-graph.jsonl" >>"$OUT/bench-modes.jsonl" 2>/dev/null
+stage "bench eager grid" 90 190 "$LOG" "${BENCH[@]}" "${GRID[@]}" --json "$OUT/bench-grid.jsonl"
 
 stage "train VGG38 BN+RC, 2 epochs" 120 70 "$LOG" \
   "$PY" -m ablate run ${RECIPE:-recipes/vgg38.toml} --norm bn --shortcut identity --dataset synthetic --epochs 2 \
@@ -104,8 +111,21 @@ cp "$WORK/train-run/summary.json" "$OUT/train-summary.json" 2>/dev/null || log "
 cp "$WORK/train-run/metrics.csv" "$OUT/train-metrics.csv" 2>/dev/null || log "no train metrics.csv"
 
 export TORCHINDUCTOR_CACHE_DIR="$WORK/inductor"
-stage "bench compiled ($COMPILE) VGG38 BN+RC" 400 0 "$LOG" "${BENCH[@]}" --arch vgg38 --norm bn --shortcut identity \
-  --compile "$COMPILE" --json "$OUT/bench-compiled.jsonl"
+stage "bench compiled ($COMPILE) VGG38 BN+RC" 400 0 "$LOG" "${BENCH[@]}" "${KEY[@]}" --compile "$COMPILE" \
+  --json "$WORK/modes-compiled.jsonl"
+cat "$WORK/modes-compiled.jsonl" >>"$OUT/bench-modes.jsonl" 2>/dev/null
+"$PY" - "$OUT/bench-modes.jsonl" <<'PY' 2>&1 | tee -a "$LOG"
+import json, os, sys
+rows = [json.loads(line) for line in open(sys.argv[1])] if os.path.exists(sys.argv[1]) else []
+print("VGG38 BN+RC training step | img/s | step ms | peak MiB | MFU % | compile/capture s | error")
+for r in rows:
+    fell_back = str(r["environment"].get("graph", "")).startswith("none (")  # --graph step where it cannot apply
+    mode = ("graph step" if r.get("graph") == "step" else "eager (graph step not applied)" if fell_back
+            else f"compile {r['compile']}" if r["compile"] else "eager")
+    cells = [r["train_images_per_s"], r["train_step_ms_median"], (r["peak_memory_bytes"] or 0) / 2**20 or None,
+             None if r.get("mfu") is None else 100 * r["mfu"], r["compile_seconds"]]
+    print(" | ".join([mode, *("-" if c is None else f"{c:,.1f}" for c in cells), r["error"] or ""]))
+PY
 
 rm -rf "$WORK"
 log "done in $(($(date +%s) - START))s, $FAILED stage(s) failed; files: $(cd "$OUT" && echo *)"

@@ -28,6 +28,7 @@ class BenchArm:
     amp: str = "auto"
     channels_last: bool = False
     compile: str | None = None
+    graph: str = "none"  # "step": the training step as one CUDA graph (ablate.train.graph)
     warmup: int = 2
     steps: int = 20
     threads: int = 0

@@ -29,6 +29,32 @@ def flops_per_image(model: nn.Module, input_shape: tuple[int, int, int], num_cla
     return {"flops_forward": fwd // batch, "flops_train_step": (fwd + bwd) // batch}
 
 
+PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("H100 PCIe", {"bf16": 756.0, "fp16": 756.0, "off": 378.0}),
+    ("H100", {"bf16": 989.4, "fp16": 989.4, "off": 494.7}),
+    ("H200", {"bf16": 989.4, "fp16": 989.4, "off": 494.7}),
+    ("A100", {"bf16": 312.0, "fp16": 312.0, "off": 156.0}),
+)
+"""Dense tensor-core peaks (TFLOP/s, NVIDIA's data sheets) by a part of ``torch.cuda.get_device_name()``, first
+match wins; amp ``off`` counts TF32, which ``configure_cuda`` allows for matmuls and convolutions."""
+
+
+def peak_flops(device_name: str, amp: str) -> float | None:
+    """FLOP/s of the device's dense peak at precision ``amp`` (bf16, fp16, off); None when not in the table."""
+    for part, peaks in PEAK_TFLOPS:
+        if part in device_name and amp in peaks:
+            return peaks[amp] * 1e12
+    return None
+
+
+def mfu(flops_per_image: int | None, images_per_s: float | None, device_name: str, amp: str) -> float | None:
+    """Model FLOP utilisation: the FLOPs the step does (``flops_per_image``) per second over the device's peak."""
+    peak = peak_flops(device_name, amp)
+    if peak is None or flops_per_image is None or images_per_s is None:
+        return None
+    return flops_per_image * images_per_s / peak
+
+
 def time_calls(fn: Callable[[], object], n: int, device: torch.device) -> list[float]:
     """Seconds taken by each of ``n`` calls; CUDA events on the GPU, so no host sync between calls."""
     if device.type != "cuda":

@@ -11,7 +11,7 @@ NoneType = type(None)
 
 ARM_FIELDS: dict[str, tuple[type, ...]] = {
     "arch": (str,), "norm": (str,), "shortcut": (str,), "batch_size": (int,), "device": (str,),
-    "amp": (str,), "channels_last": (bool,), "compile": (str, NoneType), "warmup": (int,), "steps": (int,),
+    "amp": (str,), "channels_last": (bool,), "compile": (str, NoneType), "graph": (str,), "warmup": (int,), "steps": (int,),
 }
 MEASURED_FIELDS: dict[str, tuple[type, ...]] = {
     "params": (int,),
@@ -20,10 +20,11 @@ MEASURED_FIELDS: dict[str, tuple[type, ...]] = {
     "train_images_per_s": Number,      # batch / median step time
     "train_step_ms_median": Number,
     "train_step_ms_iqr": Number,
+    "mfu": Number,                     # model FLOP utilisation of the train step; None without a known peak
     "infer_images_per_s": Number,      # eval mode, no_grad
     "infer_step_ms_median": Number,
     "infer_step_ms_iqr": Number,
-    "compile_seconds": Number,         # first train and eval calls; None without --compile
+    "compile_seconds": Number,         # first train and eval calls (--compile), first train call (--graph step)
     "peak_memory_bytes": (int,),
     "peak_memory_kind": (str,),        # cuda_max_allocated or cpu_max_rss
     "grad_first": Number,              # mean |g| of the first >=2-D weight at initialisation

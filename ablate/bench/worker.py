@@ -22,6 +22,7 @@ from ablate.gradflow import gradient_stats_at_init
 from ablate.models import count_params
 from ablate.plugins import get_plugins
 from ablate.registry import AblateError
+from ablate.train.graph import GraphedStep, fallback_message, unsupported
 from ablate.train.setup import (
     Precision,
     configure_cpu,
@@ -31,6 +32,7 @@ from ablate.train.setup import (
     maybe_compile,
     pick_device,
     pick_precision,
+    uses_cudagraphs,
 )
 from ablate.train.step import train_step
 
@@ -54,8 +56,15 @@ def bench_arm(arm: BenchArm, row: dict[str, Any]) -> None:
         configure_cuda()
     precision = pick_precision(arm.amp, device)
     row["amp"] = precision.name
+    if arm.graph == "step" and arm.compile is not None:
+        raise AblateError("graph 'step' captures the whole training step; it cannot be combined with compile")
+    reason = unsupported(device, precision, arm.train["optimizer"]) if arm.graph == "step" else None
+    if reason is not None:  # benched eager, as the trainer would train it; the row says so
+        print(f"ablate bench: {fallback_message(reason)}", file=sys.stderr)
+    row["graph"] = arm.graph if reason is None else "none"
     row["environment"] = {**environment(device, get_plugins().versions(), threads), "amp": precision.name,
-                          "channels_last": arm.channels_last, "compile": arm.compile}
+                          "channels_last": arm.channels_last, "compile": arm.compile,
+                          "graph": row["graph"] if reason is None else f"none ({reason})"}
     torch.manual_seed(arm.seed)
     model = arm.build()
     row["params"] = count_params(model)
@@ -65,8 +74,12 @@ def bench_arm(arm: BenchArm, row: dict[str, Any]) -> None:
     row.update(gradient_flow(model, x, y, precision))
     optimizer = make_optimizer(model, arm.train, device)
     measure.reset_peak_memory(device)
-    row.update(_time_training(arm, maybe_compile(model, arm.compile), optimizer, x, y, precision, device))
+    graphed = GraphedStep(model, optimizer, precision, device) if row["graph"] == "step" else None
+    row.update(_time_training(arm, maybe_compile(model, arm.compile), optimizer, x, y, precision, device, graphed))
     row.update(measure.peak_memory(device))
+    if device.type == "cuda":
+        row["mfu"] = measure.mfu(row["flops_train_step"], row["train_images_per_s"],
+                                 row["environment"]["device_name"], precision.name)
 
 
 def gradient_flow(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: Precision) -> dict[str, Any]:
@@ -77,10 +90,17 @@ def gradient_flow(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, prec
 
 
 def _time_training(arm: BenchArm, model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                   y: torch.Tensor, precision: Precision, device: torch.device) -> dict[str, Any]:
-    """Training-step then inference timings; with --compile the first call of each is timed apart."""
+                   y: torch.Tensor, precision: Precision, device: torch.device,
+                   graphed: GraphedStep | None = None) -> dict[str, Any]:
+    """Training-step then inference timings; with --compile the first call of each is timed apart, and with
+    --graph step the first training call (warm-up and capture); inference always runs the model eagerly."""
+    mark_step = uses_cudagraphs(arm.compile, device)
+
     def step() -> None:
-        train_step(model, optimizer, x, y, precision)
+        if graphed is not None:
+            graphed(x, y)
+        else:
+            train_step(model, optimizer, x, y, precision, mark_step=mark_step)
 
     @torch.no_grad()
     def infer() -> None:
@@ -88,10 +108,9 @@ def _time_training(arm: BenchArm, model: torch.nn.Module, optimizer: torch.optim
             model(x)
 
     out: dict[str, Any] = {"compile_seconds": None}
-    compiled = arm.compile is not None
     for prefix, fn, training in (("train", step, True), ("infer", infer, False)):
         model.train(training)
-        if compiled:
+        if arm.compile is not None or (graphed is not None and training):
             out["compile_seconds"] = (out["compile_seconds"] or 0.0) + measure.first_call_seconds(fn, device)
         measure.time_calls(fn, arm.warmup, device)
         out.update(measure.timing_stats(measure.time_calls(fn, arm.steps, device), arm.batch_size, prefix))

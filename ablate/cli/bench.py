@@ -75,20 +75,29 @@ def recipe_compile(value: Any) -> str | None:
 
 
 def arm_settings(config: Config, device: str | None, amp: str | None, batch_size: int | None,
-                 channels_last: bool | None, mode: str | None, warmup: int, steps: int) -> dict[str, Any]:
+                 channels_last: bool | None, mode: str | None, warmup: int, steps: int,
+                 graph: str | None = None) -> dict[str, Any]:
     """Settings shared by every arm: the command line's, else the recipe's."""
+    from ablate.train.graph import MODES
     from ablate.train.setup import pick_channels_last, pick_device
 
     t, spec = config["train"], dataset_spec(config["data"])
     amp = amp or t["amp"]
     if amp not in AMP_CHOICES:
         raise AblateError(f"--amp {amp!r} is not valid; choose one of: {', '.join(AMP_CHOICES)}")
+    if graph is not None and graph not in MODES:
+        raise AblateError(f"--graph {graph!r} is not valid; choose one of: {', '.join(MODES)}")
+    graph = graph or t["graph"]
+    compile_mode = mode or recipe_compile(t["compile"])
+    if graph == "step" and compile_mode is not None:
+        raise AblateError(f"--graph step captures the whole training step; it cannot be combined with compile "
+                          f"{compile_mode} (drop --compile, or set train.compile = false)")
     resolved = pick_device(device or t["device"])
     if channels_last is None:
         channels_last = pick_channels_last(t["channels_last"])
     return {
         "device": str(resolved), "amp": amp, "batch_size": batch_size or t["batch_size"],
-        "channels_last": channels_last, "compile": mode or recipe_compile(t["compile"]), "warmup": warmup,
+        "channels_last": channels_last, "compile": compile_mode, "graph": graph, "warmup": warmup,
         "steps": steps, "threads": t["threads"], "seed": t["seed"], "num_classes": spec.num_classes,
         "in_channels": spec.input_shape[0], "image_size": spec.input_shape[1],
         "train": {k: t[k] for k in ("optimizer", "lr", "weight_decay")}, "options": model_options(config),
@@ -100,11 +109,12 @@ def _num(value: float | None, fmt: str = ",.0f", scale: float = 1.0) -> str:
 
 
 def results_table(rows: list[dict[str, Any]]) -> Table:
-    compiled = any(r["compile"] for r in rows)
+    compiled = any(r["compile"] or r.get("graph") == "step" for r in rows)
     failed = any(r["error"] for r in rows)
+    utilised = any(r.get("mfu") is not None for r in rows)
     table = Table("arch", "norm", "shortcut", "params", "MFLOP/img\nforward", "MFLOP/img\ntrain step",
                   "train\nimg/s", "IQR\n%", "infer\nimg/s", "peak\nMiB", "|g| first\n/ last", "gradient\nflow")
-    for name in ("compile\ns",) * compiled + ("error",) * failed:
+    for name in ("MFU\n%",) * utilised + ("compile\ns",) * compiled + ("error",) * failed:
         table.add_column(name)
     for r in rows:
         iqr = None if r["train_step_ms_median"] is None else r["train_step_ms_iqr"] / r["train_step_ms_median"]
@@ -112,7 +122,8 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
                  _num(r["flops_train_step"], ",.1f", 1e-6), _num(r["train_images_per_s"]), _num(iqr, ".0f", 100),
                  _num(r["infer_images_per_s"]), _num(r["peak_memory_bytes"], ",.0f", 2 ** -20),
                  _num(r["grad_ratio"], ".1e"), r["gradflow_verdict"] or "-"]
-        cells += [_num(r["compile_seconds"], ".1f")] * compiled + [f"[red]{escape(r['error'] or '')}[/]"] * failed
+        cells += [_num(r.get("mfu"), ".1f", 100)] * utilised + [_num(r["compile_seconds"], ".1f")] * compiled
+        cells += [f"[red]{escape(r['error'] or '')}[/]"] * failed
         table.add_row(*cells)
     return table
 
@@ -123,6 +134,7 @@ def environment_line(rows: list[dict[str, Any]]) -> str:
         return ""
     return (f"ablate {env['ablate']}, torch {env['torch']}, {env['device']} ({env['device_name']}), "
             f"amp {env['amp']}, channels_last {env['channels_last']}, compile {env['compile'] or 'off'}, "
+            f"graph {env.get('graph', 'none')}, "
             f"{env['threads'] or '-'} threads")
 
 
@@ -149,19 +161,22 @@ def bench(
                                                  help="Channels-last memory format (default: the recipe's, auto = on, as in the trainer)."),
     compile_: bool = typer.Option(
         False, "--compile", help="torch.compile; may be followed by a MODE: default, reduce-overhead, max-autotune."),
+    graph: Optional[str] = typer.Option(
+        None, help="step: the training step as one CUDA graph (CUDA, Adam/AdamW, no --compile); none (recipe's)."),
     warmup: int = typer.Option(2, min=0, help="Untimed steps before timing."),
     steps: int = typer.Option(20, min=1, help="Timed steps (median and IQR reported)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write one JSON line per arm to this file."),
 ) -> None:
     """Bench every combination of --arch, --norm and --shortcut, each in a fresh subprocess.
 
-    Per arm: params, FLOPs/image, train and inference img/s (median, IQR), peak memory, gradient flow at init.
+    Per arm: params, FLOPs/image, train and inference img/s (median, IQR), peak memory, MFU on known GPUs,
+    gradient flow at init.
     """
     recipe, mode = split_targets(targets or [], compile_)
     base = recipe_arms(recipe)
     archs, norms, shortcuts = split_list(arch) or recipe_values(base, "arch"), split_list(norm), split_list(shortcut)
     check_names(archs, norms or [], shortcuts or [])
-    settings = arm_settings(base[0].config, device, amp, batch_size, channels_last, mode, warmup, steps)
+    settings = arm_settings(base[0].config, device, amp, batch_size, channels_last, mode, warmup, steps, graph)
     arms = grid_arms(recipe, archs, norms, shortcuts, **settings)
     rows = run_all(arms, json_out)
     console.print(environment_line(rows), highlight=False)

@@ -42,14 +42,16 @@ class GradFlowRecorder:
         self.epoch_info: dict[int, dict[str, Any]] = {}
         self._compute: DeviceStatistics | None = None
         self._run_dir: Path | None = None
-        self._reset()
+        self._sum: torch.Tensor | None = None  # the epoch's sums, allocated once, updated in place
+        self._finite = self._last = self._nonfinite_steps = self._steps = self._count = torch.zeros(())
 
     def _reset(self) -> None:
-        self._sum: torch.Tensor | None = None
-        self._finite: torch.Tensor | None = None
-        self._nonfinite_steps: torch.Tensor | None = None
-        self._last: torch.Tensor | None = None
-        self._steps = 0
+        """Zero the epoch's sums in place: a captured training step (``record_on_device``) holds their memory."""
+        for buffer in self._buffers():
+            buffer.zero_()
+
+    def _buffers(self) -> list[torch.Tensor]:
+        return [] if self._sum is None else [self._sum, self._finite, self._last, self._nonfinite_steps, self._steps]
 
     # -- callback events -------------------------------------------------------------
 
@@ -58,6 +60,11 @@ class GradFlowRecorder:
             return
         layers = weight_layers(state.model)
         self._compute = DeviceStatistics([p for _, p in layers])
+        device = layers[0][1].device if layers else torch.device("cpu")
+        shape = (len(layers), len(STATISTICS))
+        self._sum, self._finite, self._last = (torch.zeros(shape, device=device) for _ in range(3))
+        self._nonfinite_steps, self._steps = torch.zeros((), device=device), torch.zeros((), device=device)
+        self._count = torch.zeros((), device=device, dtype=torch.long)
         names = [name for name, _ in layers]
         self._run_dir = Path(state.run_dir)
         self.table = GradFlowTable(names)
@@ -78,37 +85,56 @@ class GradFlowRecorder:
 
     def on_epoch_start(self, state: Any) -> None:
         self._reset()
+        self._count.fill_(state.step)
 
     def on_after_backward(self, state: Any) -> None:
         if self._compute is None or state.step % self.every:
             return
-        values = self._compute()
+        self._add(self._compute())
+
+    def record_on_device(self) -> None:
+        """``on_after_backward`` for a captured training step: it runs every step, and ``every`` is applied
+        on the device (a step is recorded with weight 1 or 0), counting steps from ``on_epoch_start``."""
+        if self._compute is None:
+            return
+        weight = (self._count % self.every == 0).float()
+        self._count += 1
+        self._add(self._compute(), weight)
+
+    def _add(self, values: torch.Tensor, weight: torch.Tensor | None = None) -> None:
+        """Add one step's statistics into the epoch's sums, in place; ``weight`` 0 adds nothing."""
+        assert self._sum is not None
         finite = torch.isfinite(values)
-        if self._sum is None:
-            self._sum = torch.zeros_like(values)
-            self._finite = torch.zeros_like(values)
-            self._nonfinite_steps = torch.zeros((), device=values.device)
-        assert self._finite is not None and self._nonfinite_steps is not None
-        self._sum += torch.where(finite, values, 0.0)
-        self._finite += finite
-        self._nonfinite_steps += (~finite).any()
-        self._last = values
-        self._steps += 1
+        clean, bad = torch.where(finite, values, 0.0), (~finite).any()
+        if weight is None:
+            self._sum += clean
+            self._finite += finite
+            self._nonfinite_steps += bad
+            self._last.copy_(values)
+            self._steps += 1
+        else:
+            self._sum += clean * weight
+            self._finite += finite * weight
+            self._nonfinite_steps += bad * weight
+            self._last.copy_(torch.where(weight > 0, values, self._last))
+            self._steps += weight
 
     def on_epoch_end(self, state: Any) -> dict[str, float]:
         if self._compute is None or self._sum is None:
             return {}
-        assert self._finite is not None and self._last is not None and self._nonfinite_steps is not None
         assert self.table is not None
         layers = self._sum.shape[0]
         packed = torch.cat([(self._sum / self._finite).flatten(), self._last.flatten(),
-                            self._nonfinite_steps.view(1)]).cpu()  # the one host sync of the epoch
+                            self._nonfinite_steps.view(1), self._steps.view(1)]).cpu()  # the one host sync of the epoch
+        steps = int(packed[-1])
+        if steps == 0:
+            return {}
         n = layers * len(STATISTICS)
         mean = packed[:n].view(layers, -1).tolist()
         last = packed[n:2 * n].view(layers, -1).tolist()
         self.table.add(state.epoch, mean, "mean")
         self.table.add(state.epoch, last, "last")
-        self.epoch_info[state.epoch] = {"steps": self._steps, "nonfinite_steps": int(packed[-1])}
+        self.epoch_info[state.epoch] = {"steps": steps, "nonfinite_steps": int(packed[-2])}
         self._write()
         self._reset()
         info = self._judge(state.epoch)

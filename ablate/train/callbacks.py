@@ -13,7 +13,8 @@ The trainer calls them, in recipe order, at these points of its loop::
 (no ``.item()``, no printing), so that they do not synchronise with the host.
 A callback may modify gradients in ``on_after_backward`` (gradient amplification)
 and may return extra epoch metrics from ``on_epoch_end`` as a dict of floats, which
-land in ``metrics.csv``. Callbacks are registered with ``register_callbacks``:
+land in ``metrics.csv``. With ``train.graph = "step"`` a callback with ``on_after_backward``
+makes the run train eagerly (``ablate.train.graph``). Callbacks are registered with ``register_callbacks``:
 ``factory(**options) -> callback``, options coming from the recipe's
 ``[[callbacks]]`` table (every key but ``name``).
 """

@@ -27,7 +27,11 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
                 tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{pid}.{key}"] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+    # A captured step (ablate.train.graph) makes its groups capturable with a tensor lr: how this process steps,
+    # not state; saved as a number and not capturable, a resumed run decides again.
+    groups = [{**{k: v.item() if isinstance(v, torch.Tensor) else v for k, v in g.items()},
+               **({"capturable": False} if "capturable" in g else {})} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,

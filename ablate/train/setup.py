@@ -97,7 +97,16 @@ def make_optimizer(model: nn.Module, train: Mapping[str, Any], device: torch.dev
         return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fused)
     if train["optimizer"] == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **fused)
-    return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True)
+    return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True, **fused)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate; a device tensor (a captured step's, ``ablate.train.graph``) is filled in place."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def maybe_compile(model: nn.Module, compile_option: Any) -> nn.Module:
@@ -105,6 +114,13 @@ def maybe_compile(model: nn.Module, compile_option: Any) -> nn.Module:
         return model
     mode = None if compile_option in (True, "default") else compile_option
     return cast(nn.Module, torch.compile(model, mode=mode))
+
+
+def uses_cudagraphs(compile_option: Any, device: torch.device) -> bool:
+    """Whether the compiled model replays CUDA graphs (``reduce-overhead``, ``max-autotune``); each training step
+    then starts with ``torch.compiler.cudagraph_mark_step_begin()``, so that evaluation and gradient statistics
+    between steps never make the graphs guess wrongly where a step begins."""
+    return device.type == "cuda" and compile_option in ("reduce-overhead", "max-autotune")
 
 
 def pick_channels_last(option: Any) -> bool:

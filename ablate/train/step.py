@@ -15,9 +15,14 @@ from ablate.train.setup import Precision
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               precision: Precision, after_backward: Callable[[], object] | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimiser step; returns (summed loss, correct count) as device tensors."""
+               precision: Precision, after_backward: Callable[[], object] | None = None,
+               mark_step: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step; returns (summed loss, correct count) as device tensors.
+
+    ``mark_step``: tell a compiled model's CUDA graphs that a new step begins (``setup.uses_cudagraphs``).
+    """
+    if mark_step:
+        torch.compiler.cudagraph_mark_step_begin()
     with precision.autocast(x.device):
         logits = model(x)
         loss = F.cross_entropy(logits, y)

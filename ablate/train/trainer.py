@@ -9,6 +9,7 @@ callbacks. A killed run resumes from its last completed epoch with identical res
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from ablate.train.checkpoint import (
 )
 from ablate.train.divergence import DIVERGED, count_diverged, diverged_error, has_diverged
 from ablate.train.divergence import NonFiniteLossError as NonFiniteLossError  # what train() raises, as before
+from ablate.train.graph import graph_step, per_step_callbacks
 from ablate.train.setup import (
     Precision,
     configure_cpu,
@@ -48,6 +50,8 @@ from ablate.train.setup import (
     pick_device,
     pick_precision,
     precision_name,
+    set_lr,
+    uses_cudagraphs,
 )
 from ablate.train.step import evaluate, train_step
 
@@ -125,18 +129,21 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
     recorder = _recorder(config, s)
     callbacks = Callbacks([*([recorder] if recorder else []), *(extra_callbacks or []),
                            *build_callbacks(config["callbacks"])])
-    summary = _summary_base(config, s)
     state.epoch, state.step = len(rows), len(rows) * len(s.loader)
     step_model = maybe_compile(s.model, t["compile"])
-    compiling = step_model is not s.model  # the first step compiles: timed apart, once per process
     after_backward = (lambda: callbacks("on_after_backward", state)) if callbacks.wants("on_after_backward") else None
+    mark_step = uses_cudagraphs(t["compile"], s.device)
+    graphed = graph_step(t["graph"], s.model, s.optimizer, s.precision, s.device, t["optimizer"],
+                         recorder.record_on_device if recorder else None,
+                         per_step_callbacks(callbacks.callbacks, [recorder]), report=_note)
+    compiling = step_model is not s.model or graphed is not None  # the first step compiles or captures: timed apart
+    summary = {**_summary_base(config, s), "graph": "step" if graphed else "none"}
     callbacks("on_run_start", state)
 
     for epoch in range(len(rows) + 1, t["epochs"] + 1):
         state.epoch = epoch
         lr = lr_at(epoch, t)
-        for group in s.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(s.optimizer, lr)
         callbacks("on_epoch_start", state)
         progress.epoch_start(epoch, t["epochs"], len(s.loader))
         s.model.train()
@@ -146,7 +153,11 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
         seen = steps = 0
         diverged = torch.zeros((), device=s.device, dtype=torch.long)
         for i, (x, y) in enumerate(s.loader.batches(seed=t["seed"] * 1_000_003 + epoch)):
-            batch_loss, batch_correct = train_step(step_model, s.optimizer, x, y, s.precision, after_backward)
+            if graphed is not None:
+                batch_loss, batch_correct = graphed(x, y)
+            else:
+                batch_loss, batch_correct = train_step(step_model, s.optimizer, x, y, s.precision, after_backward,
+                                                       mark_step)
             loss_sum += batch_loss
             correct += batch_correct
             seen += len(y)
@@ -196,6 +207,10 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
     summary.update(callbacks("on_run_end", state))
     rundir.write_summary(run_dir, summary)
     return summary
+
+
+def _note(message: str) -> None:
+    print(f"ablate: {message}", file=sys.stderr)
 
 
 def _seconds_since(start: float, device: torch.device) -> float:
