@@ -11,7 +11,7 @@ out=${1:-$tmp/out}
 python3 -m venv --system-site-packages "$tmp/venv"
 site=$("$tmp/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 cp benchmarks/gpu_sim_hide.py "$site/sitecustomize.py"
-ls .whl/tomli_w-*.whl >/dev/null 2>&1 || bash benchmarks/gpu-wheels.sh
+ls .whl/tomli_w-*.whl .whl/lightning-*.whl >/dev/null 2>&1 || bash benchmarks/gpu-wheels.sh
 export ABLATE_HIDE=ablate,ablate_dense,ablate_extra_norms,ablate_gradamp,ablate_mlflow,ablate_wandb,tomli_w
 if ABLATE_HIDE=tomli_w "$tmp/venv/bin/python" -c "import tomli_w" 2>/dev/null; then
   echo "gpu-simulate: tomli_w is not hidden" >&2; exit 1

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# GPU checks and benchmarks for one NVIDIA GPU, in one call, offline, in under 8 minutes:
+# GPU checks and benchmarks for one NVIDIA GPU, in one call, offline, in under 9 minutes:
 #   benchmarks/gpu.sh OUT_DIR                     on the GPU machine
 #   SIMULATE_CPU=1 benchmarks/gpu.sh OUT_DIR      every stage with tiny sizes on the CPU (CI runs this)
-# Writes (few files, flat, at most 7): log.txt, pytest.txt, bench-key.jsonl, bench-grid.jsonl,
+# Writes (few files, flat, at most 8): log.txt, pytest.txt, bench-key.jsonl, bench-grid.jsonl,
 # train-summary.json, train-metrics.csv, bench-modes.jsonl (VGG38 BN+RC's training step eager, as one
-# CUDA graph and compiled with reduce-overhead, with memory and MFU). Every stage runs under `timeout`,
+# CUDA graph and compiled with reduce-overhead, with memory and MFU), compare.txt (benchmarks/compare.py:
+# ablate's trainer against the limit, a coursework loop and Lightning, eager, then compiled). Every stage runs under `timeout`,
 # sized from what is left of the budget; a stage that runs out keeps what it wrote so far (bench
 # writes one JSON line per finished arm). The most important arms run first: VGG38 BN+RC, plain
 # VGG38, VGG08.
@@ -23,7 +24,7 @@ LOG="$OUT/log.txt"
 START=$(date +%s)
 PY=${PYTHON:-python3}
 SIM=${SIMULATE_CPU:-}
-BUDGET=${BUDGET:-$([[ -n $SIM ]] && echo 1500 || echo 470)}  # seconds for the whole script
+BUDGET=${BUDGET:-$([[ -n $SIM ]] && echo 1500 || echo 520)}  # seconds for the whole script
 SLOW=$([[ -n $SIM ]] && echo 3 || echo 1)  # the simulation's stages get 3x the time: a busy 2-core CPU
 cd "$REPO"
 mkdir -p "$WORK/site"
@@ -69,6 +70,7 @@ TOML
   RECIPE="$WORK/tiny.toml"; STEPS=(--warmup 1 --steps 2); TRAIN_SIZES=(--set data.train_size=200 --set model.width=4)
   GRID=(--arch vgg08,vgg38 --norm bn --shortcut none,proj)  # 4 of the 12 arms: each costs a process start
   COMPILE=default
+  COMPARE=(--arch vgg08 --width 4 --num-classes 10 --steps 2 --batch-size 10 --rounds 1); COMPILED_ARCH=vgg08
 else
   log "ablate GPU checks in $REPO -> $OUT"
   { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || true; } | tee -a "$LOG"
@@ -76,6 +78,7 @@ else
   RECIPE=""; STEPS=(--warmup 5 --steps 30); TRAIN_SIZES=(--set data.train_size=47500 --set data.test_size=10000)
   GRID=(--arch vgg08,vgg38 --norm none,bn --shortcut none,identity,proj)
   COMPILE=reduce-overhead
+  COMPARE=(--arch vgg08,vgg38 --steps 100 --rounds 5); COMPILED_ARCH=vgg38
 fi
 "$PY" - <<'PY' 2>&1 | tee -a "$LOG"
 import importlib.util, torch
@@ -85,6 +88,9 @@ needed = ("pluggy", "typer", "rich", "timm", "safetensors", "tomli_w", "packagin
 missing = [m for m in needed if importlib.util.find_spec(m) is None]
 print("missing dependencies:", ", ".join(missing) or "none", "(add their wheels to .whl/)" if missing else "")
 PY
+# Lightning is benchmark-only (compare.py's fourth contender): used where it imports, from .whl/ or the image.
+CONTENDERS=limit,ablate,coursework
+if "$PY" -c "import lightning" >/dev/null 2>&1; then CONTENDERS+=,lightning; else log "no lightning: compare.py without it"; fi
 stage "ablate --version" 30 0 "$LOG" "$PY" -m ablate --version
 
 export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1  # the image's many pytest plugins stay out; ours is loaded by name
@@ -102,6 +108,8 @@ KEY=(--arch vgg38 --norm bn --shortcut identity)
 cat "$WORK/key-vgg38-bn-identity.jsonl" >>"$OUT/bench-modes.jsonl" 2>/dev/null
 stage "bench graph step VGG38 BN+RC" 45 190 "$LOG" "${BENCH[@]}" "${KEY[@]}" --graph step --json "$WORK/modes-graph.jsonl"
 cat "$WORK/modes-graph.jsonl" >>"$OUT/bench-modes.jsonl" 2>/dev/null
+stage "compare eager" 120 250 "$OUT/compare.txt" "$PY" benchmarks/compare.py --device "$DEVICE" "${COMPARE[@]}" \
+  --contenders "$CONTENDERS"
 stage "bench eager grid" 90 190 "$LOG" "${BENCH[@]}" "${GRID[@]}" --json "$OUT/bench-grid.jsonl"
 
 stage "train VGG38 BN+RC, 2 epochs" 120 70 "$LOG" \
@@ -111,7 +119,7 @@ cp "$WORK/train-run/summary.json" "$OUT/train-summary.json" 2>/dev/null || log "
 cp "$WORK/train-run/metrics.csv" "$OUT/train-metrics.csv" 2>/dev/null || log "no train metrics.csv"
 
 export TORCHINDUCTOR_CACHE_DIR="$WORK/inductor"
-stage "bench compiled ($COMPILE) VGG38 BN+RC" 400 0 "$LOG" "${BENCH[@]}" "${KEY[@]}" --compile "$COMPILE" \
+stage "bench compiled ($COMPILE) VGG38 BN+RC" 250 60 "$LOG" "${BENCH[@]}" "${KEY[@]}" --compile "$COMPILE" \
   --json "$WORK/modes-compiled.jsonl"
 cat "$WORK/modes-compiled.jsonl" >>"$OUT/bench-modes.jsonl" 2>/dev/null
 "$PY" - "$OUT/bench-modes.jsonl" <<'PY' 2>&1 | tee -a "$LOG"
@@ -126,6 +134,10 @@ for r in rows:
              None if r.get("mfu") is None else 100 * r["mfu"], r["compile_seconds"]]
     print(" | ".join([mode, *("-" if c is None else f"{c:,.1f}" for c in cells), r["error"] or ""]))
 PY
+
+stage "compare compiled ($COMPILE)" 150 0 "$OUT/compare.txt" "$PY" benchmarks/compare.py --device "$DEVICE" \
+  "${COMPARE[@]}" --arch "$COMPILED_ARCH" --contenders limit,ablate --compile "$COMPILE" --rounds 3
+[[ -f "$OUT/compare.txt" ]] && grep -E "^[a-z0-9]+:|/" "$OUT/compare.txt" >>"$LOG"
 
 rm -rf "$WORK"
 log "done in $(($(date +%s) - START))s, $FAILED stage(s) failed; files: $(cd "$OUT" && echo *)"
