@@ -190,10 +190,14 @@ class GradFlowTable:
 
 
 def _float32(text: str) -> float:
-    """A value as recorded: the statistics are float32, which nine digits give back exactly, so that a
-    resumed run's summary equals an uninterrupted one's."""
+    """A value as recorded. The recorder's statistics are float32, which ``_fmt``'s nine digits give back exactly:
+    such a value is read as that float32 (so that a resumed run's summary equals an uninterrupted one's)."""
     value = float(text)
-    return struct.unpack("f", struct.pack("f", value))[0] if math.isfinite(value) else value
+    try:
+        single = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return value
+    return single if _fmt(single) == text else value
 
 
 def _fmt(value: float) -> str:
@@ -217,11 +221,13 @@ def parse_gradflow(text: str) -> GradFlowTable:
 def _complete(table: GradFlowTable, text: str) -> GradFlowTable:
     """``table`` if ``text`` is whole: written by ``to_csv``, it ends with a newline and holds every statistic and
     aggregate of every layer for each epoch in it; else ``ValueError`` (a truncated or foreign file)."""
+    if text.splitlines()[:1] != [",".join(COLUMNS)]:
+        raise ValueError("no header row")
     if not text.endswith("\n"):
         raise ValueError("it ends mid-line")
     rows = sum(1 for line in text.splitlines()[1:] if line)
     expected = len(table.epochs) * len(STATISTICS) * len(AGGREGATES) * len(table.layers)
-    if not table.layers or rows != expected:
+    if rows != expected:
         raise ValueError(f"{rows} rows where {len(table.epochs)} epochs of {len(table.layers)} layers make {expected}")
     return table
 

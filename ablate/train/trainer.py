@@ -1,9 +1,10 @@
 """The training loop: read it top to bottom in ``train``.
 
 Data lives on the device; each epoch runs the shared ``train_step`` with no host
-synchronisation, reads its loss and accuracy once at the end, evaluates, writes
-``metrics.csv``, a checkpoint and ``summary.json`` (all atomically), then calls the
-callbacks. A killed run resumes from its last completed epoch with identical results.
+synchronisation, reads its loss and accuracy once at the end, evaluates, calls the
+callbacks, then writes ``summary.json``, a checkpoint, the best weights and ``metrics.csv``
+(each atomically, in an order that leaves any kill repairable). A killed run resumes from
+its last completed epoch with identical results; a damaged file stops it at the start.
 """
 
 from __future__ import annotations
@@ -257,7 +258,7 @@ def _resume(run_dir: Path, s: Prepared) -> tuple[list[dict[str, Any]], dict | No
     except SafetensorError as exc:
         raise rundir.damaged(path, exc, rundir.RESTART) from None
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise AblateError(f"{path}: does not fit this recipe's model or optimiser "
+        raise AblateError(f"{run_dir}: its checkpoint does not fit this recipe's model or optimiser "
                           f"({str(exc).splitlines()[0]}); use --restart or another --out") from None
     if s.precision.scaler is not None and state.get("scaler"):
         s.precision.scaler.load_state_dict(state["scaler"])
