@@ -402,6 +402,10 @@ def test_names_and_paths_holding_markup_are_printed_as_they_are(capsys, tmp_path
     assert f"arm [/x] [bold]: vgg08 norm=none shortcut=none lr=0.001 -> {out}" in text
     code, _, err = ablate(capsys, "run", str(tmp_path / "no [/x] such.toml"))
     assert code == 2 and f"{tmp_path / 'no [/x] such.toml'}: no such recipe file" in err, err
+    sweep = tmp_path / "sweep [/x]"
+    code, text, err = ablate(capsys, "sweep", str(recipe), *DAMAGE_ARGS[1:-1], "--epochs", "1", "--out", str(sweep))
+    assert code == 0, err
+    assert "[1/1] arm [/x] [bold] (seed 0) complete" in text and f"1 runs in {sweep}: 1 complete" in text
 
 
 def test_the_ray_install_hint_names_the_extra(capsys, tmp_path, monkeypatch):
