@@ -259,6 +259,11 @@ def test_best_weights_a_kill_kept_from_being_written_are_rewritten_from_the_chec
     _check_best(path, model, 2, 2)  # killed between the checkpoint and the best weights: the model's are those
     assert weights_epoch(path, model) == 2
     assert torch.equal(_tensors(path)[next(iter(model.state_dict()))], next(model.parameters()))
+    path.unlink()
+    with pytest.raises(AblateError, match=r"best.safetensors is missing \(the checkpoint's best epoch is 2\)"):
+        _check_best(path, model, 2, 3)
+    _check_best(path, model, 3, 3)  # killed after the first checkpoint, before the first best weights
+    assert weights_epoch(path, model) == 3
 
 
 @pytest.mark.parametrize("kind", ["empty", "truncated", "garbage"])

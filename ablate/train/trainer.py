@@ -274,16 +274,18 @@ def _check_best(path: Path, model: torch.nn.Module, epoch: int, checkpoint_epoch
     try:
         written = weights_epoch(path, model)
     except FileNotFoundError:
-        written = None
+        written = 0
     except UNREADABLE as exc:
         raise rundir.damaged(path, exc, rundir.RESTART) from None
-    if written == epoch:
+    if written in (epoch, None):  # None: written before weights recorded their epoch
         return
-    if epoch != checkpoint_epoch:
-        problem = "is missing" if written is None else f"holds the weights of epoch {written}"
-        raise rundir.damaged(path, f"{problem}, not those of the best epoch {epoch}",
+    if epoch == checkpoint_epoch:
+        save_weights(path, model, {"epoch": str(epoch)})
+    elif written == 0:
+        raise AblateError(f"{path} is missing (the checkpoint's best epoch is {epoch}); {rundir.RESTART}")
+    else:
+        raise rundir.damaged(path, f"holds the weights of epoch {written}, not those of the best epoch {epoch}",
                              rundir.RESTART)
-    save_weights(path, model, {"epoch": str(epoch)})
 
 
 def _summary_base(config: Config, s: Prepared) -> dict[str, Any]:
