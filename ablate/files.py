@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -36,3 +37,11 @@ def remove_temporaries(folder: Path) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk is full: an ``OSError`` ENOSPC, or a library's error wrapping one
+    (safetensors reports ``IoError(Os { code: 28, kind: StorageFull, .. })``)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return any(sign in str(exc) for sign in ("No space left on device", "StorageFull", "Disk quota exceeded"))

@@ -54,6 +54,13 @@ TOP_LEVEL = ("name", "required_plugins", "callbacks", "arms", "sweep", "executor
 SWEEP_ONLY = ("sweep", "executor")
 """Top-level tables that belong to a sweep, not to its runs."""
 AT_LEAST_ONE = ("train.epochs", "train.batch_size", "train.eval_batch_size")
+COUNTS = ("num_classes", "image_size", "channels")
+"""``[data]`` options that count something, like the split sizes ``*_size``: whole numbers of at least 1."""
+MAX_DEPTH = 16
+"""How deeply a recipe's tables and lists may nest (the bundled ones nest 3 levels)."""
+SEED_LIMIT = 2**32
+"""Seeds are below this: the trainer derives generator seeds as ``seed * 1_000_003 + epoch``, the synthetic
+data as ``seed * 1000 + split``, and every such seed must fit the generator's 64 bits."""
 NOT_IDENTITY: dict[str, tuple[str, ...] | None] = {"name": None, "gradflow": None, "recipe_source": None,
                                                    "required_plugins": None, "data": ("dir", "download"),
                                                    "train": ("device", "threads")}
@@ -129,11 +136,30 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     source, path = recipe_source(path), find_recipe(path)
     try:
         with path.open("rb") as fh:
-            return {**tomllib.load(fh), **({"recipe_source": source} if source else {})}
+            data = tomllib.load(fh)
     except FileNotFoundError:
         raise RecipeError(f"{path}: no such recipe file") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: a directory, not a recipe file") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a TOML text file (not UTF-8)") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: nested more than {MAX_DEPTH} levels deep") from None
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    _check_depth(data, str(path))
+    return {**data, **({"recipe_source": source} if source else {})}
+
+
+def _check_depth(value: Any, source: str) -> None:
+    """Recipes are a few tables deep; a deeper one would only exhaust the recursion of what reads it."""
+    level = [value]
+    for _ in range(MAX_DEPTH + 1):
+        level = [v for item in level for v in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(v, (dict, list))]
+        if not level:
+            return
+    raise RecipeError(f"{source}: nested more than {MAX_DEPTH} levels deep")
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> list[Arm]:
@@ -224,6 +250,9 @@ def parse_set(item: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text
+    except RecursionError:
+        raise RecipeError(f"--set {key.strip()}: nested more than {MAX_DEPTH} levels deep") from None
+    _check_depth([value], f"--set {key.strip()}")
     return key.strip(), value
 
 
@@ -240,6 +269,7 @@ def validate(config: dict[str, Any], source: str) -> Config:
     for dotted, kind in KIND_OF.items():
         _check_component(source, dotted, out, kind)
     _check_options(source, out)
+    _check_data_numbers(source, config.get("data", {}))
     _check_entry_norm(source, out)
     _check_graph(source, out)
     out["callbacks"] = _check_callbacks(source, config.get("callbacks", []))
@@ -288,8 +318,8 @@ def _check_value(source: str, section: str, key: str, value: Any, defaults: dict
         raise RecipeError(f"{source}: {dotted} = {value!r} must not be negative")
     if dotted in AT_LEAST_ONE and value < 1:
         raise RecipeError(f"{source}: {dotted} = {value!r} must be at least 1")
-    if dotted == "train.seed" and value >= 2**63:
-        raise RecipeError(f"{source}: {dotted} = {value!r} must be below 2**63")
+    if dotted == "train.seed" and value >= SEED_LIMIT:
+        raise RecipeError(f"{source}: {dotted} = {value!r} must be below 2**32 ({SEED_LIMIT})")
 
 
 def _check_graph(source: str, config: dict[str, Any]) -> None:
@@ -333,6 +363,17 @@ def _check_options(source: str, config: dict[str, Any]) -> None:
                     f"{source}: unknown key '{section}.{extra}' for {kind[:-1]} '{config[section][key]}'; "
                     f"valid: {', '.join(list(DEFAULTS[section]) + valid)}"
                 )
+
+
+def _check_data_numbers(source: str, data: dict[str, Any]) -> None:
+    """Dataset options that count (``COUNTS``, split sizes ``*_size``) are at least 1; seeds fit ``SEED_LIMIT``."""
+    for key, value in data.items():
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if key in COUNTS or key.endswith("_size"):
+            if not whole or value < 1:
+                raise RecipeError(f"{source}: data.{key} = {value!r} must be a whole number of at least 1")
+        elif (key == "seed" or key.endswith("_seed")) and (not whole or not 0 <= value < SEED_LIMIT):
+            raise RecipeError(f"{source}: data.{key} = {value!r} must be a whole number from 0 to below 2**32")
 
 
 def _check_callbacks(source: str, callbacks: Any) -> list[dict[str, Any]]:

@@ -43,6 +43,15 @@ FIGURE_FORMATS = ("png", "svg", "pdf")
 TENSORBOARD_EVENTS = "events.out.tfevents.*"
 
 
+RESTART = "pass --restart to train the run again"
+
+
+def damaged(path: Path, problem: object, remedy: str) -> AblateError:
+    """The one-line error for a damaged or foreign file of a run: which file, what is wrong, what to do."""
+    first = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
+    return AblateError(f"{path} is damaged or not ablate's ({first}); {remedy}")
+
+
 def ensure_writable(run_dir: Path) -> None:
     """Create ``run_dir`` (and parents) or fail with one clear line."""
     try:
@@ -100,9 +109,17 @@ def read_metrics(run_dir: Path) -> list[dict[str, float]]:
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    with path.open() as fh:
-        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items() if k not in TEXT_COLUMNS}
-                for row in csv.DictReader(fh)]
+    try:
+        text = path.read_text()
+        rows = [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()
+                 if k not in TEXT_COLUMNS} for row in csv.DictReader(io.StringIO(text))]
+        if text and not text.endswith("\n"):
+            raise ValueError("it ends mid-line")
+        if [row.get("epoch") for row in rows] != list(range(1, len(rows) + 1)):
+            raise ValueError("its epochs are not 1, 2, ...")
+    except (ValueError, TypeError, csv.Error, OSError) as exc:  # UnicodeDecodeError is a ValueError
+        raise damaged(path, exc, RESTART) from None
+    return rows
 
 
 def summary_text(summary: Mapping[str, Any]) -> str:
@@ -117,11 +134,15 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 def read_summary(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / SUMMARY
     try:
-        return json.loads(path.read_text())
+        summary = json.loads(path.read_text())
     except FileNotFoundError:
         raise AblateError(f"{run_dir}: not a run directory (no {SUMMARY})") from None
-    except (OSError, ValueError) as exc:
-        raise AblateError(f"{path}: cannot read {SUMMARY}: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise damaged(path, exc, f"delete it (the run resumes from its checkpoint and rewrites it) or {RESTART}") from None
+    if not isinstance(summary, dict):
+        raise damaged(path, f"a JSON {type(summary).__name__}, not an object",
+                      f"delete it (the run resumes from its checkpoint and rewrites it) or {RESTART}")
+    return summary
 
 
 def write_gradflow(run_dir: Path, text: str) -> None:
@@ -181,7 +202,16 @@ def read_recipe(run_dir: Path) -> dict[str, Any] | None:
     """The run's saved recipe as a plain dict, or None when it has none."""
     from ablate.recipe import read_toml
 
-    return read_toml(Path(run_dir) / RECIPE) if has_recipe(run_dir) else None
+    if not has_recipe(run_dir):
+        return None
+    try:
+        saved = read_toml(Path(run_dir) / RECIPE)
+    except AblateError as exc:
+        raise AblateError(f"{exc}; it is the saved recipe of the run in {run_dir}: {RESTART}") from None
+    missing = [table for table in ("model", "data", "train") if not isinstance(saved.get(table), dict)]
+    if missing:  # ablate saves the resolved recipe, every table filled in
+        raise damaged(Path(run_dir) / RECIPE, f"no [{missing[0]}] table", RESTART)
+    return saved
 
 
 def write_recipe(run_dir: Path, config: Mapping[str, Any]) -> None:

@@ -81,7 +81,7 @@ def test_bad_input_on_the_cli_is_one_line_and_leaves_no_run(cli, tmp_path):
     ({"train.batch_size": 0}, "r.toml: train.batch_size = 0 must be at least 1"),
     ({"train.epochs": 0}, "r.toml: train.epochs = 0 must be at least 1"),
     ({"train.lr": float("nan")}, "r.toml: train.lr = nan must be a finite number"),
-    ({"train.seed": 2**64}, "must be below 2**63"),
+    ({"train.seed": 2**64}, "must be below 2**32"),
 ])
 def test_bad_overrides_are_one_line_errors(tmp_path, overrides, message):
     with pytest.raises(RecipeError, match=re.escape(message)):

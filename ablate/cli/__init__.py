@@ -12,6 +12,7 @@ import warnings
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ablate import __version__
 from ablate.plugins import PluginWarning, get_plugins
@@ -64,7 +65,7 @@ def _disable_from_argv(argv: list[str]) -> None:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, PluginWarning):
-        err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 
@@ -80,5 +81,5 @@ def main(argv: list[str] | None = None) -> None:
         app = build_app()
         app(args=argv, prog_name="ablate", standalone_mode=True)
     except AblateError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2))  # 3: the run diverged (ablate.train.divergence), 2: any other error

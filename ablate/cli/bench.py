@@ -182,7 +182,7 @@ def bench(
     console.print(environment_line(rows), highlight=False)
     print_wide(results_table(rows))
     if json_out is not None:
-        console.print(f"{len(rows)} rows written to {json_out}")
+        console.print(f"{len(rows)} rows written to {escape(str(json_out))}")
 
 
 def run_all(arms: list[BenchArm], json_out: Path | None) -> list[dict[str, Any]]:
@@ -190,10 +190,10 @@ def run_all(arms: list[BenchArm], json_out: Path | None) -> list[dict[str, Any]]
     rows = []
     with _open(json_out) if json_out is not None else contextlib.nullcontext() as sink:
         for i, arm in enumerate(arms, 1):
-            with console.status(f"[{i}/{len(arms)}] {arm.label}"):
+            with console.status(f"[{i}/{len(arms)}] {escape(arm.label)}"):
                 row = run_arm(arm)
             rows.append(row)
-            console.print(f"[{i}/{len(arms)}] {arm.label}: {_outcome(row)}", highlight=False)
+            console.print(f"[{i}/{len(arms)}] {escape(arm.label)}: {_outcome(row)}", highlight=False)
             if sink is not None:
                 sink.write(json.dumps(row, default=str) + "\n")
                 sink.flush()

@@ -26,7 +26,8 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable
     for i in infos:
         comps = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in i.components.items())
         style = "red" if i.error else "yellow" if i.disabled else "default"
-        table.add_row(i.name, i.version, i.distribution, comps, ", ".join(i.commands), f"[{style}]{escape(i.status)}[/]")
+        table.add_row(*map(escape, (i.name, i.version, i.distribution, comps, ", ".join(i.commands))),
+                      f"[{style}]{escape(i.status)}[/]")
     console.print(table)
 
 
@@ -41,7 +42,7 @@ def list_components(
     table = Table("name", "plugin", "description")
     for name in get_plugins()[kind].names(pattern):
         c = get_plugins()[kind].get(name)
-        table.add_row(c.name, c.plugin, c.help)
+        table.add_row(escape(c.name), escape(c.plugin), escape(c.help))
     console.print(table)
 
 

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
 from ablate import rundir
 from ablate.cli import options
+from ablate.files import disk_full
 from ablate.recipe import Arm, load_recipe
 
 if TYPE_CHECKING:
@@ -75,7 +77,8 @@ def write_figures(run_dir: Path, label: str | None = None) -> None:
 
         write_run_figures(run_dir, label=label)
     except Exception as exc:  # figures are a convenience: never fail a finished run over them
-        console.print(f"[yellow]warning:[/] could not draw the figures of {run_dir}: {exc}", highlight=False)
+        console.print(f"[yellow]warning:[/] could not draw the figures of {escape(str(run_dir))}: {escape(str(exc))}",
+                      highlight=False)
 
 
 def train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: bool = False) -> dict[str, Any] | None:
@@ -93,14 +96,15 @@ def _train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: boo
 
     action = resume.decide(run_dir, arm.config, mode)
     m = arm.config["model"]
-    title = f"[bold]{arm.name}[/]: {m['arch']} norm={m['norm']} shortcut={m['shortcut']} lr={arm.config['train']['lr']:g}"
+    title = escape(f"{m['arch']} norm={m['norm']} shortcut={m['shortcut']} lr={arm.config['train']['lr']:g}")
+    title, where = f"[bold]{escape(arm.name)}[/]: {title}", escape(str(run_dir))
     if action == "complete":
         done = rundir.read_summary(run_dir)
         if done.get("status") == DIVERGED:
             raise diverged_again(run_dir, done)
-        console.print(f"{title} — already complete in {run_dir} (--restart trains it again)")
+        console.print(f"{title} — already complete in {where} (--restart trains it again)")
         return done
-    console.print(f"{title} -> {run_dir}" + (" (resuming)" if action == "resume" else ""))
+    console.print(f"{title} -> {where}" + (" (resuming)" if action == "resume" else ""))
     progress, bar = rich_progress(quiet)
     try:
         if bar is not None:
@@ -111,13 +115,25 @@ def _train_arm(arm: Arm, run_dir: Path, mode: str, quiet: bool, tensorboard: boo
             extra.append(TensorBoardLogger(run_dir / rundir.TENSORBOARD))
         summary = train(arm.config, run_dir, progress, extra_callbacks=extra, allow_device_change=mode == "resume")
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/]: finished epochs are saved in {run_dir}; run the same command to resume")
+        console.print(f"[yellow]interrupted[/]: finished epochs are saved in {where}; run the same command to resume")
         raise typer.Exit(130)
     except torch.OutOfMemoryError:
         raise AblateError(
             f"out of GPU memory at batch size {arm.config['train']['batch_size']}; the finished epochs in {run_dir} are "
             f"kept: lower --batch-size (and add --resume to continue that run) or free the GPU"
         ) from None
+    except (MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError) and "DefaultCPUAllocator" not in str(exc):
+            raise
+        raise AblateError(
+            f"out of memory (CPU) at batch size {arm.config['train']['batch_size']}; the finished epochs in {run_dir} "
+            f"are kept: lower --batch-size or the [data] sizes (add --resume to continue that run) or free memory"
+        ) from None
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        raise AblateError(f"disk full writing {run_dir} ({str(exc).splitlines()[0]}); the last finished epoch's "
+                          f"checkpoint is kept: free space and run the same command to resume") from None
     finally:
         if bar is not None:
             bar.stop()
@@ -131,7 +147,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     line = (f"done: {s['epochs_completed']} epochs, best val acc {100 * s['best_val_acc']:.2f}% (epoch "
             f"{s['best_val_epoch']}), test loss {s['test_loss']:.3f} acc {100 * s['test_acc']:.2f}%")
     verdict = s.get("gradflow", {}).get("verdict") if isinstance(s.get("gradflow"), dict) else None
-    console.print(line + (f", gradient flow: [bold]{verdict}[/]" if verdict else ""), highlight=False)
+    console.print(line + (f", gradient flow: [bold]{escape(str(verdict))}[/]" if verdict else ""), highlight=False)
 
 
 def run(
@@ -165,7 +181,7 @@ def run(
         except AblateError as exc:
             if len(arms) == 1:
                 raise
-            console.print(f"[red]error:[/] arm '{arm.name}': {exc}", highlight=False)
+            console.print(f"[red]error:[/] arm '{escape(arm.name)}': {escape(str(exc))}", highlight=False)
             failed.append(arm.name)
     done = [d for d in dirs if rundir.is_run(d)]
     if len(arms) > 1 and done:  # the arms side by side: table, report.md and overlay figures in the parent folder

@@ -91,7 +91,7 @@ def sweep(
             try:
                 execute(entries, pool, save, view.tick)
             except KeyboardInterrupt:
-                console.print(f"[yellow]interrupted[/]: run the same command to resume ({sweep_dir / MANIFEST})")
+                console.print(f"[yellow]interrupted[/]: run the same command to resume ({escape(str(sweep_dir / MANIFEST))})")
                 raise typer.Exit(130)
     _print_result(sweep_dir, entries, table=not console.is_terminal)
 
@@ -151,8 +151,8 @@ def _print_plan(recipe: Path, sweep_dir: Path, entries: list[Entry]) -> None:
     t, d = entries[0].run.config["train"], entries[0].run.config["data"]
     counts = {word: sum(PLAN_WORDS[e.action] == word for e in entries) for word in PLAN_WORDS.values()}
     summary = ", ".join(f"{n} {word}" for word, n in counts.items() if n)
-    console.print(f"[bold]{recipe}[/]: {len(entries)} runs in {sweep_dir} ({summary}); dataset {d['dataset']}, "
-                  f"{t['epochs']} epochs, batch {t['batch_size']}")
+    console.print(f"[bold]{escape(str(recipe))}[/]: {len(entries)} runs in {escape(str(sweep_dir))} ({summary}); "
+                  f"dataset {escape(str(d['dataset']))}, {t['epochs']} epochs, batch {t['batch_size']}")
     for line in columns(_rows(entries, "plan")):
         console.print(line, markup=False)
     for e in entries:

@@ -169,7 +169,10 @@ class GradFlowRecorder:
 
     def _restore(self, state: Any, names: list[str]) -> None:
         old = load_gradflow(state.run_dir)
-        if old is not None and old.layers == names:
+        if old is not None and old.layers and old.layers != names:  # the checkpoint fits this model, so its layers are these
+            raise rundir.damaged(Path(state.run_dir) / rundir.GRADFLOW, f"its layers are not this model's "
+                                 f"({len(old.layers)} instead of {len(names)})", rundir.RESTART)
+        if old is not None:
             old.keep_epochs(state.epoch)
             self.table = old
         try:

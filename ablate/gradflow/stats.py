@@ -45,6 +45,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -188,6 +189,17 @@ class GradFlowTable:
         return buf.getvalue()
 
 
+def _float32(text: str) -> float:
+    """A value as recorded. The recorder's statistics are float32, which ``_fmt``'s nine digits give back exactly:
+    such a value is read as that float32 (so that a resumed run's summary equals an uninterrupted one's)."""
+    value = float(text)
+    try:
+        single = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return value
+    return single if _fmt(single) == text else value
+
+
 def _fmt(value: float) -> str:
     return "nan" if value != value else repr(value) if math.isinf(value) else f"{value:.9g}"
 
@@ -198,7 +210,7 @@ def parse_gradflow(text: str) -> GradFlowTable:
     for row in csv.DictReader(io.StringIO(text)):
         i = int(row["layer_index"])
         layers[i] = row["layer"]
-        values.setdefault((int(row["epoch"]), row["statistic"], row["aggregate"]), {})[i] = float(row["value"])
+        values.setdefault((int(row["epoch"]), row["statistic"], row["aggregate"]), {})[i] = _float32(row["value"])
     names = [layers[i] for i in sorted(layers)]
     table = GradFlowTable(names)
     for key, by_layer in values.items():
@@ -206,7 +218,25 @@ def parse_gradflow(text: str) -> GradFlowTable:
     return table
 
 
+def _complete(table: GradFlowTable, text: str) -> GradFlowTable:
+    """``table`` if ``text`` is whole: written by ``to_csv``, it ends with a newline and holds every statistic and
+    aggregate of every layer for each epoch in it; else ``ValueError`` (a truncated or foreign file)."""
+    if text.splitlines()[:1] != [",".join(COLUMNS)]:
+        raise ValueError("no header row")
+    if not text.endswith("\n"):
+        raise ValueError("it ends mid-line")
+    rows = sum(1 for line in text.splitlines()[1:] if line)
+    expected = len(table.epochs) * len(STATISTICS) * len(AGGREGATES) * len(table.layers)
+    if rows != expected:
+        raise ValueError(f"{rows} rows where {len(table.epochs)} epochs of {len(table.layers)} layers make {expected}")
+    return table
+
+
 def load_gradflow(run_dir: str | Path) -> GradFlowTable | None:
     """``RUN_DIR/gradflow.csv`` as a table, or None when the run recorded none."""
-    text = rundir.read_gradflow(Path(run_dir))
-    return None if text is None else parse_gradflow(text)
+    try:
+        text = rundir.read_gradflow(Path(run_dir))
+        return None if text is None else _complete(parse_gradflow(text), text)
+    except (ValueError, KeyError, TypeError, csv.Error, OSError) as exc:  # UnicodeDecodeError is a ValueError
+        problem = f"no column {exc}" if isinstance(exc, KeyError) else exc
+        raise rundir.damaged(Path(run_dir) / rundir.GRADFLOW, problem, rundir.RESTART) from None

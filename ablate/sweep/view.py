@@ -91,6 +91,6 @@ class SweepView:
             if entry.state != old_state and entry.state != "pending":
                 state = f"already {entry.state}" if entry.action == "skip" else entry.state
                 error = f": {entry.error}" if entry.error else ""
-                self.console.print(f"{head} {state}{error}", highlight=False)
+                self.console.print(f"{head} {state}{error}", highlight=False, markup=False)
             if entry.state == "running" and epoch != old_epoch:
-                self.console.print(f"{head} epoch {cells[4]} val acc {cells[5]}", highlight=False)
+                self.console.print(f"{head} epoch {cells[4]} val acc {cells[5]}", highlight=False, markup=False)

@@ -12,10 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from ablate.files import atomic_write
+
+UNREADABLE = (SafetensorError, OSError, ValueError, KeyError, TypeError, UnicodeDecodeError)
+"""What reading a damaged or foreign checkpoint raises (bad header, no or bad ``state`` metadata)."""
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -83,6 +87,18 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], dev
 def save_weights(path: Path, model: nn.Module, metadata: dict[str, str] | None = None) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def weights_epoch(path: Path, model: nn.Module) -> int | None:
+    """The epoch whose weights ``save_weights`` wrote to ``path`` (None if unrecorded), without loading them;
+    raises ``ValueError`` unless they are ``model``'s tensors, by name and shape."""
+    with safe_open(str(path), framework="pt") as fh:
+        shapes = {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}
+        epoch = (fh.metadata() or {}).get("epoch")
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    if shapes != expected:
+        raise ValueError("its tensors are not this model's")
+    return int(epoch) if epoch is not None else None
 
 
 def load_weights(path: Path, model: nn.Module) -> None:

@@ -29,11 +29,11 @@ def decide(run_dir: Path, config: Config, mode: str = "auto") -> str:
     A directory holding a run of a different recipe is refused unless ``mode``
     says what to do, so that nothing is silently mixed or overwritten.
     """
+    if mode == "restart":  # before reading anything: --restart is the way out of a damaged run
+        rundir.clear(run_dir)
+        return "start"
     saved = rundir.read_recipe(run_dir)
     if saved is None:
-        return "start"
-    if mode == "restart":
-        rundir.clear(run_dir)
         return "start"
     changed = differences(identity(saved), identity(plain(config)))
     if changed and mode != "resume":

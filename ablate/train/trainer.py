@@ -1,9 +1,10 @@
 """The training loop: read it top to bottom in ``train``.
 
 Data lives on the device; each epoch runs the shared ``train_step`` with no host
-synchronisation, reads its loss and accuracy once at the end, evaluates, writes
-``metrics.csv``, a checkpoint and ``summary.json`` (all atomically), then calls the
-callbacks. A killed run resumes from its last completed epoch with identical results.
+synchronisation, reads its loss and accuracy once at the end, evaluates, calls the
+callbacks, then writes ``summary.json``, a checkpoint, the best weights and ``metrics.csv``
+(each atomically, in an order that leaves any kill repairable). A killed run resumes from
+its last completed epoch with identical results; a damaged file stops it at the start.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from safetensors import SafetensorError
 
 from ablate import rundir
 from ablate.build import load_data, model_for
@@ -30,11 +32,13 @@ from ablate.registry import AblateError
 from ablate.requirements import provenance
 from ablate.train.callbacks import Callbacks, TrainState, build_callbacks
 from ablate.train.checkpoint import (
+    UNREADABLE,
     load_checkpoint,
     load_weights,
     read_state,
     save_checkpoint,
     save_weights,
+    weights_epoch,
 )
 from ablate.train.divergence import DIVERGED, count_diverged, diverged_error, has_diverged
 from ablate.train.divergence import NonFiniteLossError as NonFiniteLossError  # what train() raises, as before
@@ -97,6 +101,10 @@ def prepare(config: Config) -> Prepared:
         configure_cuda(t["deterministic"])
     torch.manual_seed(t["seed"])
     splits = load_data(config, device)
+    empty = [name for name, size in splits.sizes.items() if size == 0]
+    if empty:
+        raise AblateError(f"dataset {splits.name!r}: the {' and '.join(empty)} split is empty ({splits.sizes}); "
+                          f"a run needs images in each: check the [data] sizes")
     model, _ = model_for(config, splits.num_classes)
     channels_last = pick_channels_last(t["channels_last"])
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)  # type: ignore[call-overload]
@@ -187,16 +195,21 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
         state.metrics = row
         row.update(callbacks("on_epoch_end", state))
         rows.append(row)
-        if best is None or val_acc > best["val_acc"]:
+        improved = best is None or val_acc > best["val_acc"]
+        if improved:
             best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
-            save_weights(run_dir / rundir.BEST, s.model, {"epoch": str(epoch)})
+        # The commit order makes every kill repairable: the summary first (it alone keeps the gradient-flow
+        # step counts; a rerun of a lagging checkpoint rewrites it), then the checkpoint, the single source of
+        # truth, then what _resume derives from it (best weights of its own epoch, metrics.csv).
+        rundir.write_summary(run_dir, _progress_summary(summary, rows, best, "running", recorder))
         scaler = s.precision.scaler.state_dict() if s.precision.scaler is not None else None
         save_checkpoint(run_dir / rundir.CHECKPOINT, s.model, s.optimizer,
                         {"epoch": epoch, "best": best, "rows": rows, "scaler": scaler, "device_type": s.device.type,
                          "amp": s.precision.name,
                          "scheduler": {"schedule": t["schedule"], "lr": lr}})
+        if improved:
+            save_weights(run_dir / rundir.BEST, s.model, {"epoch": str(epoch)})
         rundir.write_metrics(run_dir, rows)
-        rundir.write_summary(run_dir, _progress_summary(summary, rows, best, "running", recorder))
         progress.epoch_end(row)
 
     summary = _progress_summary(summary, rows, best, "complete", recorder)
@@ -247,18 +260,48 @@ def _recorder(config: Config, s: Prepared) -> GradFlowRecorder | None:
 
 
 def _resume(run_dir: Path, s: Prepared) -> tuple[list[dict[str, Any]], dict | None]:
-    """Epoch rows and best-epoch record of an earlier attempt, with its state restored."""
+    """Epoch rows and best-epoch record of an earlier attempt, with its state restored and the best weights
+    checked (a damaged file fails now, not after the last epoch) or, killed before they were written, rewritten."""
     path = run_dir / rundir.CHECKPOINT
     if not path.exists():
         return [], None
     try:
+        read_state(path)
+    except UNREADABLE as exc:
+        raise rundir.damaged(path, exc, rundir.RESTART) from None
+    try:
         state = load_checkpoint(path, s.model, s.optimizer, s.device)
-    except (RuntimeError, KeyError, ValueError) as exc:
+    except SafetensorError as exc:
+        raise rundir.damaged(path, exc, rundir.RESTART) from None
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         raise AblateError(f"{run_dir}: its checkpoint does not fit this recipe's model or optimiser "
                           f"({str(exc).splitlines()[0]}); use --restart or another --out") from None
     if s.precision.scaler is not None and state.get("scaler"):
         s.precision.scaler.load_state_dict(state["scaler"])
-    return state["rows"], state.get("best")
+    best = state.get("best")
+    if best is not None:
+        _check_best(run_dir / rundir.BEST, s.model, best["epoch"], state["epoch"])
+    return state["rows"], best
+
+
+def _check_best(path: Path, model: torch.nn.Module, epoch: int, checkpoint_epoch: int) -> None:
+    """``best.safetensors`` must hold this model's weights of the recorded best epoch. When that epoch is the
+    checkpoint's, the weights are the model's now: a run killed before writing them gets them rewritten."""
+    try:
+        written = weights_epoch(path, model)
+    except FileNotFoundError:
+        written = 0
+    except UNREADABLE as exc:
+        raise rundir.damaged(path, exc, rundir.RESTART) from None
+    if written in (epoch, None):  # None: written before weights recorded their epoch
+        return
+    if epoch == checkpoint_epoch:
+        save_weights(path, model, {"epoch": str(epoch)})
+    elif written == 0:
+        raise AblateError(f"{path} is missing (the checkpoint's best epoch is {epoch}); {rundir.RESTART}")
+    else:
+        raise rundir.damaged(path, f"holds the weights of epoch {written}, not those of the best epoch {epoch}",
+                             rundir.RESTART)
 
 
 def _summary_base(config: Config, s: Prepared) -> dict[str, Any]:
