@@ -48,7 +48,9 @@ def target_arms(target: str, overrides: dict[str, Any]) -> tuple[str, list[Any]]
         raise AblateError(f"{target} is an architecture; --arch {overrides['model.arch']} applies to a recipe, "
                           f"or name the architecture once")
     data = {} if "data.dataset" in overrides else dict(ARCH_DATA)
-    return target.replace(":", "-"), resolve({"model": {"arch": target}, "data": data}, "command line", overrides)
+    (arm,) = resolve({"model": {"arch": target}, "data": data}, "command line", overrides)
+    arm.name = target
+    return target.replace(":", "-"), [arm]
 
 
 def _num(value: float | None, fmt: str = ".1e") -> str:
