@@ -112,6 +112,14 @@ def test_every_architecture_marks_its_blocks():
         blocks(nn.Sequential(nn.Conv2d(3, 3, 1)))
 
 
+def test_dense_vgg_needs_nothing_of_its_own():
+    dense = pytest.importorskip("ablate_dense.model")
+    model = dense.DenseVGG(lambda c: nn.Identity(), lambda *args: None, blocks_per_stage=1, width=8, num_classes=10)
+    profile = signal_profile(model, torch.randn(4, 3, 32, 32))
+    assert profile.positions[2:-1] == [f"stages.{i}.{part}" for i in range(3) for part in ("blocks.0", "down")]
+    assert all(v > 0 for v in profile.column("variance"))
+
+
 def test_timm_models_have_their_stage_blocks():
     pytest.importorskip("timm")
     kept = blocks(build_model("timm:resnet18", num_classes=10))
