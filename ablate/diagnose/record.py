@@ -30,7 +30,7 @@ from ablate import rundir
 from ablate.diagnose.signal import STATISTICS, SignalHooks, SignalProfile, frozen_norms
 
 COLUMNS = ("epoch", "position_index", "position", "statistic", "value")
-IMAGES = 32
+IMAGES = 16
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
