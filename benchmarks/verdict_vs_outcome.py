@@ -51,7 +51,7 @@ def measure(name: str, arch: str, norm: str, shortcut: str, seed: int, args: arg
 
     config = config_for(arch, norm, shortcut, seed, args)
     start = time.perf_counter()
-    diagnosis, _ = diagnose_config(config)
+    diagnosis = diagnose_config(config)
     diagnose_seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         try:

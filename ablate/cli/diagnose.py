@@ -94,7 +94,7 @@ def diagnose(
             config = {**arm.config, "train": {**arm.config["train"], "seed": seed}}
             start = time.perf_counter()
             with err_console.status(f"diagnosing {arm.name} seed {seed}"):
-                diagnosis, _ = diagnose_config(config)
+                diagnosis = diagnose_config(config)
             m = config["model"]
             rows.append({"arm": arm.name, "arch": m["arch"], "norm": m["norm"], "shortcut": m["shortcut"],
                          "seed": seed, "seconds": time.perf_counter() - start, **diagnosis.as_dict()})

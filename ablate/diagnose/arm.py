@@ -57,7 +57,7 @@ def diagnose_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, jacobi
                      stats.column())
 
 
-def diagnose_config(config: Any, *, jacobian: bool = True) -> tuple[Diagnosis, nn.Module]:
+def diagnose_config(config: Any, *, jacobian: bool = True) -> Diagnosis:
     """Diagnose the model a resolved recipe config trains, at initialisation, on the first training batch
     that ``ablate run`` measures gradient flow on (same data, same seed, same model)."""
     from ablate.train.trainer import init_batch, prepare
@@ -65,4 +65,4 @@ def diagnose_config(config: Any, *, jacobian: bool = True) -> tuple[Diagnosis, n
     prepared = prepare(config)
     x, y = init_batch(config, prepared)
     seed = config["train"]["seed"]
-    return diagnose_model(prepared.model, x, y, jacobian=jacobian, seed=seed, precision=prepared.precision), prepared.model
+    return diagnose_model(prepared.model, x, y, jacobian=jacobian, seed=seed, precision=prepared.precision)
