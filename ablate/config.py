@@ -48,6 +48,7 @@ class TrainConfig(TypedDict):
 
 class GradflowConfig(TypedDict):
     every: ReadOnly[int]
+    signal: ReadOnly[bool]
 
 
 class Config(TypedDict):

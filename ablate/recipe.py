@@ -38,7 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "device": "auto", "amp": "auto", "channels_last": "auto", "compile": False, "threads": 0,
         "deterministic": True, "graph": "none",
     },
-    "gradflow": {"every": 1},
+    "gradflow": {"every": 1, "signal": False},
 }
 DATA_KEYS = tuple(DEFAULTS["data"])
 """The ``[data]`` keys that are not options of the dataset factory."""
@@ -65,7 +65,7 @@ NOT_IDENTITY: dict[str, tuple[str, ...] | None] = {"name": None, "gradflow": Non
                                                    "required_plugins": None, "data": ("dir", "download"),
                                                    "train": ("device", "threads")}
 RESERVED = {"model": ("norm", "shortcut", "num_classes", "in_channels"), "data": ("data_dir", "download")}
-ADDED_LATER: dict[str, Any] = {"train.deterministic": True, "train.graph": "none"}
+ADDED_LATER: dict[str, Any] = {"train.deterministic": True, "train.graph": "none", "gradflow.signal": False}
 """Keys added after 0.1.0, with their defaults. A run's identity holds such a key only when it is set
 away from its default, so that a run recorded before the key existed keeps its directory and resumes."""
 OVERRIDES = {"norm": "model.norm", "shortcut": "model.shortcut", "arch": "model.arch", "lr": "train.lr",

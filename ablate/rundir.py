@@ -6,6 +6,8 @@
     best.safetensors        weights of the best-validation epoch
     summary.json            params, progress, final and test metrics, environment, plugins
     gradflow.csv            per-layer gradient statistics (format in ``ablate.gradflow.stats``)
+    signal.csv              per-block forward statistics per epoch (``[gradflow] signal = true``;
+                            format in ``ablate.diagnose.record``)
     figures/                the run's figures (``ablate.report.plots``)
     tensorboard/            TensorBoard events (``ablate run --tensorboard``)
     sweep.log               output of the run when a sweep trained it
@@ -32,13 +34,14 @@ from ablate.registry import AblateError
 RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY = (
     "recipe.toml", "metrics.csv", "checkpoint.safetensors", "best.safetensors", "summary.json")
 GRADFLOW, FIGURES, TENSORBOARD, LOG = "gradflow.csv", "figures", "tensorboard", "sweep.log"
+SIGNAL, SIGNAL_FIGURE = "signal.csv", "signal_propagation"
 LOCK = ".ablate.lock"
 TRACKERS = "trackers.json"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "images_per_second"]
 TEXT_COLUMNS = ("device", "amp")
-CLEARED_FILES = (RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY, GRADFLOW, TRACKERS)
+CLEARED_FILES = (RECIPE, METRICS, CHECKPOINT, BEST, SUMMARY, GRADFLOW, SIGNAL, TRACKERS)
 CURVES_FIGURE, GRADFLOW_FIGURE, HEATMAP_FIGURE = "training_curves", "gradient_flow", "gradient_heatmap"
-FIGURE_STEMS = (CURVES_FIGURE, GRADFLOW_FIGURE, HEATMAP_FIGURE)
+FIGURE_STEMS = (CURVES_FIGURE, GRADFLOW_FIGURE, HEATMAP_FIGURE, SIGNAL_FIGURE)
 FIGURE_FORMATS = ("png", "svg", "pdf")
 TENSORBOARD_EVENTS = "events.out.tfevents.*"
 
@@ -152,6 +155,16 @@ def write_gradflow(run_dir: Path, text: str) -> None:
 def read_gradflow(run_dir: Path) -> str | None:
     """The text of ``gradflow.csv``, or None when the run recorded none."""
     path = Path(run_dir) / GRADFLOW
+    return path.read_text() if path.exists() else None
+
+
+def write_signal(run_dir: Path, text: str) -> None:
+    atomic_write_text(Path(run_dir) / SIGNAL, text)
+
+
+def read_signal(run_dir: Path) -> str | None:
+    """The text of ``signal.csv``, or None when the run recorded none."""
+    path = Path(run_dir) / SIGNAL
     return path.read_text() if path.exists() else None
 
 

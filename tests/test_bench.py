@@ -88,6 +88,9 @@ def test_row_has_every_field_with_its_type(bench_run):
     assert row["train_step_ms_iqr"] >= 0 and row["peak_memory_kind"] == "cpu_max_rss"
     assert row["flops_train_step"] > row["flops_forward"] > 0
     assert row["gradflow_verdict"] in ("vanishing", "exploding", "healthy") and row["grad_ratio"] > 0
+    assert row["trainability"] in ("trainable", "at risk", "untrainable") and row["effective_rank"] >= 1
+    assert bench_run[2][1]["trainability"] == "trainable" and bench_run[2][1]["signal_died_at"] is None  # VGG08 BN
+    assert "trainability" in bench_run[1]
     assert {"ablate", "torch", "cuda", "cudnn", "device_name", "amp", "channels_last", "compile", "threads"} <= set(
         row["environment"])
 

@@ -31,6 +31,9 @@ MEASURED_FIELDS: dict[str, tuple[type, ...]] = {
     "grad_last": Number,               # ... of the last one
     "grad_ratio": Number,              # first / last
     "gradflow_verdict": (str,),        # vanishing | exploding | healthy
+    "signal_died_at": (str, NoneType),  # where the signal variance left [1e-6, 1e6] x the input's ("block 4"), or None
+    "effective_rank": Number,          # of the penultimate features of the batch
+    "trainability": (str,),            # trainable | at risk | untrainable (ablate.diagnose.verdict, no Jacobian)
 }
 RUN_FIELDS: dict[str, tuple[type, ...]] = {
     "worker_pid": (int,), "worker_seconds": Number, "error": (str, NoneType), "environment": (dict,),

@@ -72,6 +72,7 @@ def bench_arm(arm: BenchArm, row: dict[str, Any]) -> None:
     model = model.to(device, memory_format=torch.channels_last if arm.channels_last else torch.preserve_format)  # type: ignore[call-overload]
     x, y = random_batch(arm, device)
     row.update(gradient_flow(model, x, y, precision))
+    row.update(trainability(model, x, row["gradflow_verdict"], precision))
     optimizer = make_optimizer(model, arm.train, device)
     measure.reset_peak_memory(device)
     graphed = GraphedStep(model, optimizer, precision, device) if row["graph"] == "step" else None
@@ -87,6 +88,22 @@ def gradient_flow(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, prec
     judged = gradient_stats_at_init(model, x, y, precision).summary()
     return {"grad_first": judged["first"], "grad_last": judged["last"], "grad_ratio": judged["ratio"],
             "gradflow_verdict": judged["verdict"]}
+
+
+def trainability(model: torch.nn.Module, x: torch.Tensor, gradflow_verdict: str, precision: Precision) -> dict[str, Any]:
+    """The cheap diagnostics of the batch (one forward pass, no Jacobian): where the signal dies, the effective
+    rank of the penultimate features and the trainability verdict; None for a model whose blocks are unknown."""
+    from ablate.diagnose.jacobian import effective_rank
+    from ablate.diagnose.signal import forward_with_hooks
+    from ablate.diagnose.verdict import judge_trainability
+
+    try:
+        profile, features = forward_with_hooks(model, x, precision)
+    except AblateError:
+        return {"signal_died_at": None, "effective_rank": None, "trainability": None}
+    rank = effective_rank(features)
+    verdict = judge_trainability(profile, {"verdict": gradflow_verdict}, rank)
+    return {"signal_died_at": verdict.died_at, "effective_rank": rank, "trainability": verdict.verdict}
 
 
 def _time_training(arm: BenchArm, model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,

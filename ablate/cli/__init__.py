@@ -37,11 +37,12 @@ def _root(
 
 
 def build_app() -> typer.Typer:
-    from ablate.cli import bench, inspect, recipes, report, run, sweep
+    from ablate.cli import bench, diagnose, inspect, recipes, report, run, sweep
 
     app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
     app.callback()(_root)
     for name, command in (("run", run.run), ("sweep", sweep.sweep), ("report", report.report), ("bench", bench.bench),
+                          ("diagnose", diagnose.diagnose),
                           ("describe", inspect.describe), ("list", inspect.list_components),
                           ("plugins", inspect.plugins)):
         app.command(name)(command)

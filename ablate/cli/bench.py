@@ -113,7 +113,8 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
     failed = any(r["error"] for r in rows)
     utilised = any(r.get("mfu") is not None for r in rows)
     table = Table("arch", "norm", "shortcut", "params", "MFLOP/img\nforward", "MFLOP/img\ntrain step",
-                  "train\nimg/s", "IQR\n%", "infer\nimg/s", "peak\nMiB", "|g| first\n/ last", "gradient\nflow")
+                  "train\nimg/s", "IQR\n%", "infer\nimg/s", "peak\nMiB", "|g| first\n/ last", "gradient\nflow",
+                  "signal\ndies at", "eff.\nrank", "trainability")
     for name in ("MFU\n%",) * utilised + ("compile\ns",) * compiled + ("error",) * failed:
         table.add_column(name)
     for r in rows:
@@ -121,7 +122,8 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
         cells = [r["arch"], r["norm"], r["shortcut"], _num(r["params"]), _num(r["flops_forward"], ",.1f", 1e-6),
                  _num(r["flops_train_step"], ",.1f", 1e-6), _num(r["train_images_per_s"]), _num(iqr, ".0f", 100),
                  _num(r["infer_images_per_s"]), _num(r["peak_memory_bytes"], ",.0f", 2 ** -20),
-                 _num(r["grad_ratio"], ".1e"), r["gradflow_verdict"] or "-"]
+                 _num(r["grad_ratio"], ".1e"), r["gradflow_verdict"] or "-", r["signal_died_at"] or "-",
+                 _num(r["effective_rank"], ".1f"), r["trainability"] or "-"]
         cells += [_num(r.get("mfu"), ".1f", 100)] * utilised + [_num(r["compile_seconds"], ".1f")] * compiled
         cells += [f"[red]{escape(r['error'] or '')}[/]"] * failed
         table.add_row(*cells)
@@ -170,7 +172,8 @@ def bench(
     """Bench every combination of --arch, --norm and --shortcut, each in a fresh subprocess.
 
     Per arm: params, FLOPs/image, train and inference img/s (median, IQR), peak memory, MFU on known GPUs,
-    gradient flow at init.
+    gradient flow at init, where the signal dies, the features' effective rank and the trainability verdict
+    (ablate diagnose, no Jacobian).
     """
     recipe, mode = split_targets(targets or [], compile_)
     base = recipe_arms(recipe)

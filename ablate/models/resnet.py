@@ -40,12 +40,18 @@ def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     """conv3x3 -> norm -> act -> conv3x3 -> norm; the shortcut (if any) is added before the last act."""
 
+    signal_block = True  # a block for ablate.diagnose
+
     def __init__(self, cin: int, cout: int, stride: int, norm: NormFactory, shortcut: ShortcutFactory, act: str) -> None:
         super().__init__()
         self.conv1, self.norm1, self.act1 = conv3x3(cin, cout, stride), norm(cout), activation(act)
         self.conv2, self.norm2 = conv3x3(cout, cout), norm(cout)
         self.shortcut = shortcut(cin, cout, stride, norm)
         self.act2 = activation(act)
+
+    def residual_branch(self) -> nn.Module | None:
+        """The module whose output is added to the shortcut; None without one."""
+        return self.norm2 if self.shortcut is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))

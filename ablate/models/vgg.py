@@ -38,8 +38,11 @@ class Block(nn.Module):
     """Two convs; the shortcut (if any) is added before the last activation.
 
     A shortcut module may define ``merge(skip, residual)`` to combine the two paths
-    itself (for gated or concatenating variants); otherwise they are summed.
+    itself (for gated or concatenating variants); otherwise they are summed. ``signal_block`` and
+    ``residual_branch`` mark it for ``ablate.diagnose``.
     """
+
+    signal_block = True
 
     def __init__(self, first: nn.Module, second: nn.Module, shortcut: nn.Module | None,
                  negative_slope: float, pool: bool) -> None:
@@ -50,6 +53,10 @@ class Block(nn.Module):
         self.second = second
         self.shortcut = shortcut
         self.act2 = nn.LeakyReLU(negative_slope)
+
+    def residual_branch(self) -> nn.Module | None:
+        """The module whose output is added to the shortcut; None without one."""
+        return self.second if self.shortcut is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.second(self.pool(self.act1(self.first(x))))

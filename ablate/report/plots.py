@@ -5,6 +5,7 @@ Per run (``write_run_figures``, into the run's figures folder, ``ablate.rundir.F
     training_curves.png   loss and accuracy per epoch, train and validation (Figures 1, 4)
     gradient_flow.png     mean |g| per layer, one line per selected epoch (Figures 2, 3, 5)
     gradient_heatmap.png  mean |g| per layer and epoch, log colour scale
+    signal_propagation.png  forward statistics per block, one line per epoch (``[gradflow] signal``)
 
 Across runs (``write_overlay_figures``, into the report's folder):
 
@@ -12,6 +13,8 @@ Across runs (``write_overlay_figures``, into the report's folder):
     gradient_flow.png     mean |g| per layer against relative depth (0 = entry conv,
                           1 = classifier) at initialisation and in the last epoch,
                           on one shared log axis, so VGG38 and VGG38 BN+RC sit side by side
+    signal_propagation.png  forward statistics per block at initialisation, one line per run
+                          (runs that recorded ``signal.csv``)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ablate import rundir
+from ablate.diagnose.record import load_signal
 from ablate.gradflow.plots import (
     new_figure,
     plot_gradient_flow,
@@ -86,6 +90,13 @@ def write_run_figures(run_dir: Path, *, label: str | None = None, formats: Itera
         if stale(rundir.HEATMAP_FIGURE, source):
             out += plot_gradient_heatmap(table, folder / rundir.HEATMAP_FIGURE, title=f"Gradient flow per epoch: {name}",
                                          formats=formats)
+    signal = load_signal(run_dir)
+    if signal is not None and signal.epochs and stale(rundir.SIGNAL_FIGURE, run_dir / rundir.SIGNAL):
+        from ablate.diagnose.plots import plot_signal_propagation
+
+        series = [(f"epoch {e}" if e else "initialisation", signal.epochs[e]) for e in sorted(signal.epochs)]
+        out += plot_signal_propagation(series, folder / rundir.SIGNAL_FIGURE, title=f"Signal propagation: {name}",
+                                       formats=formats)
     return out
 
 
@@ -202,4 +213,14 @@ def write_overlay_figures(runs: Sequence["Run"], out: Path, *, formats: Iterable
     paths = plot_curves_overlay(runs, Path(out) / "curves", formats=formats)
     if any((run.path / rundir.GRADFLOW).exists() for run in runs):
         paths += plot_gradflow_overlay(runs, Path(out) / "gradient_flow", formats=formats)
+    series = []
+    for run in runs:
+        signal = load_signal(run.path)
+        if signal is not None and 0 in signal.epochs:
+            series.append((run.group_name, signal.epochs[0]))
+    if series:
+        from ablate.diagnose.plots import plot_signal_propagation
+
+        paths += plot_signal_propagation(series, Path(out) / rundir.SIGNAL_FIGURE, formats=formats,
+                                         title="Signal propagation at initialisation (one line per run)")
     return paths

@@ -24,6 +24,7 @@ from ablate.build import load_data, model_for
 from ablate.config import Config, TrainConfig
 from ablate.data import Splits
 from ablate.data.augment import DeviceLoader, channel_stats
+from ablate.diagnose.record import SignalRecorder
 from ablate.gradflow import GradFlowRecorder
 from ablate.models import count_params
 from ablate.models.timm import surgery_of
@@ -135,7 +136,8 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
         rundir.write_metrics(run_dir, rows)
     state = TrainState(s.model, s.optimizer, config, run_dir, s.device)
     recorder = _recorder(config, s)
-    callbacks = Callbacks([*([recorder] if recorder else []), *(extra_callbacks or []),
+    signal = [SignalRecorder(lambda: init_batch(config, s))] if config["gradflow"]["signal"] else []
+    callbacks = Callbacks([*([recorder] if recorder else []), *signal, *(extra_callbacks or []),
                            *build_callbacks(config["callbacks"])])
     state.epoch, state.step = len(rows), len(rows) * len(s.loader)
     step_model = maybe_compile(s.model, t["compile"])
@@ -255,8 +257,12 @@ def _recorder(config: Config, s: Prepared) -> GradFlowRecorder | None:
     every = config["gradflow"]["every"]
     if every <= 0:
         return None
-    seed = config["train"]["seed"] * 1_000_003
-    return GradFlowRecorder(every, precision=s.precision, init_batch=lambda: next(iter(s.loader.batches(seed=seed))))
+    return GradFlowRecorder(every, precision=s.precision, init_batch=lambda: init_batch(config, s))
+
+
+def init_batch(config: Config, s: Prepared) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training batch that measurements at initialisation use (gradient flow, forward statistics)."""
+    return next(iter(s.loader.batches(seed=config["train"]["seed"] * 1_000_003)))
 
 
 def _resume(run_dir: Path, s: Prepared) -> tuple[list[dict[str, Any]], dict | None]:
