@@ -131,3 +131,12 @@ def test_loader_normalises_and_only_augments_training_batches():
     first = [b for b, _ in aug.batches(seed=7)]
     assert all(torch.equal(a, b) for a, b in zip(first, [b for b, _ in aug.batches(seed=7)]))
     assert not torch.equal(first[0], next(aug.batches(seed=8))[0])
+
+
+def test_channels_last_batches_hold_the_same_values():
+    split = synthetic(train_size=100, val_size=10, test_size=10).train
+    mean, std = channel_stats(split.x)
+    make = lambda cl: DeviceLoader(split, 50, mean, std, augment=True, shuffle=True, channels_last=cl)  # noqa: E731
+    for nchw, nhwc in zip(make(False).batches(seed=1), make(True).batches(seed=1)):
+        assert nhwc[0].is_contiguous(memory_format=torch.channels_last) and nchw[0].is_contiguous()
+        assert torch.equal(nchw[0], nhwc[0]) and torch.equal(nchw[1], nhwc[1])
