@@ -181,7 +181,7 @@ def two_arms(tmp_path_factory):
     recipe = folder / "two.toml"
     recipe.write_text(TINY_RECIPE.replace('arch = "vgg08"', 'arch = "vgg"\ndepth = 26') + """
 [[arms]]
-name = "plain"
+name = "plain [/x]"
 [[arms]]
 name = "BN"
 model = { norm = "bn" }
@@ -191,12 +191,13 @@ model = { norm = "bn" }
 
 def test_diagnose_prints_a_row_per_arm_and_writes_both_figures(two_arms, capsys, monkeypatch):
     folder, recipe = two_arms
-    code, out, err = ablate("diagnose", str(recipe), "--out", "diag", cwd=folder, capsys=capsys, monkeypatch=monkeypatch)
+    code, out, err = ablate("diagnose", str(recipe), "--out", "diag [/x]", cwd=folder, capsys=capsys, monkeypatch=monkeypatch)
     assert code == 0, err
+    assert "figures: diag [/x]/signal_propagation.png, diag [/x]/gradient_flow.png" in out  # a path is no markup
     assert "Trainability at initialisation" in out
-    assert "plain: untrainable: signal variance collapses" in out and "BN: trainable" in out
-    assert (folder / "diag" / "signal_propagation.png").stat().st_size > 10_000
-    assert (folder / "diag" / "gradient_flow.png").stat().st_size > 10_000
+    assert "plain [/x]: untrainable: signal variance collapses" in out and "BN: trainable" in out
+    assert (folder / "diag [/x]" / "signal_propagation.png").stat().st_size > 10_000
+    assert (folder / "diag [/x]" / "gradient_flow.png").stat().st_size > 10_000
 
 
 def test_diagnose_json_has_every_seed_of_an_architecture(tmp_path, capsys, monkeypatch):
@@ -214,13 +215,22 @@ def test_diagnose_json_has_every_seed_of_an_architecture(tmp_path, capsys, monke
 
 
 @pytest.mark.parametrize("args, message", [
-    (["vgg08", "--seeds", "0,x"], "--seeds '0,x': expected non-negative integers"),
+    (["vgg08", "--seeds", "0,x"], "--seeds '0,x': expected integers from 0 to below 2**32"),
+    (["vgg08", "--seeds", "100000000000000"], "--seeds '100000000000000': expected integers from 0 to below 2**32"),
     (["vgg08", "--norm", "bnn"], "unknown norm 'bnn'"),
     (["nosuch"], "nosuch"),
 ])
 def test_diagnose_errors_are_one_line(tmp_path, args, message, capsys, monkeypatch):
     code, out, err = ablate("diagnose", *args, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
     assert code != 0 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_out_that_cannot_be_written_is_one_line_before_any_arm_is_diagnosed(tmp_path, capsys, monkeypatch):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    monkeypatch.setattr("ablate.diagnose.arm.diagnose_config", lambda *a, **k: pytest.fail("diagnosed first"))
+    code, out, err = ablate("diagnose", "vgg08", "--out", "taken", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "cannot write the run directory taken" in err and "choose another --out" in err, err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_diagnose_help_imports_no_torch():

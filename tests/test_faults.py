@@ -220,7 +220,7 @@ def _foreign(name: str, tmp_path: Path) -> bytes:
         save_file({"weight": torch.zeros(3)}, str(tmp_path / "foreign"))
         return (tmp_path / "foreign").read_bytes()
     return {rundir.SUMMARY: b"[1, 2, 3]\n", rundir.RECIPE: b'title = "my notes"\n',
-            rundir.GRADFLOW: b"a,b\n1,2\n"}[name]
+            rundir.GRADFLOW: b"a,b\n1,2\n", rundir.SIGNAL: b"a,b\n1,2\n"}[name]
 
 
 def _damage(path: Path, kind: str, tmp_path: Path) -> None:
@@ -240,6 +240,21 @@ def test_a_damaged_run_file_is_one_line_naming_it_and_what_to_do(capsys, unfinis
     if kind == "garbage":  # the way out it names works
         code, out, err = ablate(capsys, "run", *DAMAGE_ARGS, "--out", str(unfinished), "--restart")
         assert code == 0 and rundir.is_complete(unfinished), err
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "garbage", "foreign"])
+def test_a_damaged_signal_file_is_one_line_when_a_run_recording_it_resumes(capsys, unfinished, tmp_path, kind):
+    from ablate.diagnose.record import SignalTable
+    from ablate.diagnose.signal import STATISTICS, SignalProfile
+
+    positions = ["input", "entry", "block 1", "head"]
+    table = SignalTable(positions, {e: SignalProfile(positions, {s: [0.5] * 4 for s in STATISTICS}) for e in (0, 1, 2)})
+    path = unfinished / rundir.SIGNAL
+    path.write_text(table.to_csv())
+    _damage(path, kind, tmp_path)
+    code, out, err = ablate(capsys, "run", *DAMAGE_ARGS, "--out", str(unfinished), "--set", "gradflow.signal=true")
+    assert code == 2, out + err
+    assert f"{path} is damaged or not ablate's" in err and "--restart" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_damaged_best_weights_fail_when_the_run_starts_not_after_training(capsys, unfinished):

@@ -86,7 +86,7 @@ def test_only_the_cli_imports_the_cli():
 
 def test_run_directory_file_names_are_spelled_in_one_module():
     names = {rundir.RECIPE, rundir.METRICS, rundir.CHECKPOINT, rundir.BEST, rundir.SUMMARY, rundir.GRADFLOW,
-             rundir.FIGURES, rundir.TENSORBOARD, rundir.LOG, rundir.TRACKERS, rundir.SIGNAL}
+             rundir.FIGURES, rundir.TENSORBOARD, rundir.LOG, rundir.TRACKERS, rundir.SIGNAL, *rundir.FIGURE_STEMS}
     spelled = {}
     for name, path in modules().items():
         literals = {node.value for node in ast.walk(ast.parse(path.read_text()))

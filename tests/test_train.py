@@ -171,14 +171,14 @@ def test_resume_flag_does_not_relabel_a_complete_run(tmp_path):
         decide(tmp_path, tiny_config(epochs=1, lr=0.5), mode="resume")
 
 
-def test_a_failing_arm_does_not_stop_the_others(cli, tmp_path):
+def test_a_diverging_arm_does_not_stop_the_others_and_the_run_exits_3(cli, tmp_path):
     recipe = tmp_path / "arms.toml"
     recipe.write_text(
         'name = "arms"\n[model]\narch = "vgg08"\nwidth = 8\n[data]\ndataset = "synthetic"\ntrain_size = 100\n'
         'val_size = 50\ntest_size = 50\nnum_classes = 10\n[train]\nepochs = 1\nbatch_size = 50\n'
         '[[arms]]\nname = "diverges"\ntrain = { lr = 1e6 }\n[[arms]]\nname = "fine"\n')
     result = cli("run", str(recipe), "--out", str(tmp_path / "runs"), "-q")
-    assert result.returncode == 2
+    assert result.returncode == 3  # EXIT_DIVERGED, as for one arm (2 when an arm failed otherwise)
     assert "error: arm 'diverges': loss became nan in epoch 1" in result.stdout
-    assert result.stderr.strip().endswith("error: 1 of 2 arms failed: diverges")
+    assert result.stderr.strip().endswith("error: 1 of 2 arms diverged: diverges")
     assert (tmp_path / "runs" / "report.md").exists()

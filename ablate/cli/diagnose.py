@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ablate import rundir
 from ablate.cli import options
+from ablate.recipe import SEED_LIMIT
 from ablate.registry import AblateError
 
 console = Console(soft_wrap=True)
@@ -29,8 +31,8 @@ def parse_seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         seeds = []
-    if not seeds or any(s < 0 for s in seeds):
-        raise AblateError(f"--seeds {text!r}: expected non-negative integers separated by commas, like 0,1,2")
+    if not seeds or any(not 0 <= s < SEED_LIMIT for s in seeds):
+        raise AblateError(f"--seeds {text!r}: expected integers from 0 to below 2**32 separated by commas, like 0,1,2")
     return list(dict.fromkeys(seeds))
 
 
@@ -88,12 +90,13 @@ def diagnose(
     name, arms = target_arms(target, overrides)
     chosen = parse_seeds(seeds) if seeds else None
     folder = out or Path("runs") / "diagnose" / name
+    rundir.ensure_writable(folder)  # before the arms are diagnosed, not after: the figures go there
     rows, signals, grads = [], [], []
     for arm in arms:
         for seed in chosen or [arm.config["train"]["seed"]]:
             config = {**arm.config, "train": {**arm.config["train"], "seed": seed}}
             start = time.perf_counter()
-            with err_console.status(f"diagnosing {arm.name} seed {seed}"):
+            with err_console.status(f"diagnosing {escape(arm.name)} seed {seed}"):
                 diagnosis = diagnose_config(config)
             m = config["model"]
             rows.append({"arm": arm.name, "arch": m["arch"], "norm": m["norm"], "shortcut": m["shortcut"],
@@ -101,9 +104,9 @@ def diagnose(
             if seed == (chosen or [seed])[0]:
                 signals.append((arm.name, diagnosis.profile))
                 grads.append((arm.name, diagnosis.grad_profile))
-    figures = plot_signal_propagation(signals, folder / "signal_propagation",
+    figures = plot_signal_propagation(signals, folder / rundir.SIGNAL_FIGURE,
                                       title=f"Signal propagation at initialisation: {name}")
-    figures += plot_gradient_overlay(grads, folder / "gradient_flow", title=f"Gradient flow at initialisation: {name}")
+    figures += plot_gradient_overlay(grads, folder / rundir.GRADFLOW_FIGURE, title=f"Gradient flow at initialisation: {name}")
     if as_json:
         typer.echo(json.dumps({"rule": RULE, "written": [str(p) for p in figures], "arms": rows}, indent=2))
         return
@@ -114,4 +117,4 @@ def diagnose(
         which = f" seed {r['seed']}" if chosen and len(chosen) > 1 else ""
         console.print(f"{escape(r['arm'])}{which}: [{COLOURS.get(r['verdict'], 'default')}]{r['verdict']}[/]: "
                       f"{escape(r['reason'])}", highlight=False)
-    console.print(f"figures: {', '.join(str(p) for p in figures)}", highlight=False)
+    console.print(f"figures: {escape(', '.join(str(p) for p in figures))}", highlight=False)

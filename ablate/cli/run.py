@@ -16,6 +16,7 @@ from ablate import rundir
 from ablate.cli import options
 from ablate.files import disk_full
 from ablate.recipe import Arm, load_recipe
+from ablate.train.divergence import EXIT_DIVERGED, NonFiniteLossError
 
 if TYPE_CHECKING:
     from ablate.train.trainer import Progress
@@ -174,7 +175,8 @@ def run(
     arms = load_recipe(recipe, overrides)
     mode = "restart" if restart else "resume" if resume_ else "auto"
     dirs = run_dirs(arms, out)
-    failed = []
+    failed: list[str] = []
+    diverged: list[str] = []
     for arm, run_dir in zip(arms, dirs):
         try:
             train_arm(arm, run_dir, mode, quiet, tensorboard)
@@ -182,11 +184,13 @@ def run(
             if len(arms) == 1:
                 raise
             console.print(f"[red]error:[/] arm '{escape(arm.name)}': {escape(str(exc))}", highlight=False)
-            failed.append(arm.name)
+            (diverged if getattr(exc, "exit_code", 2) == EXIT_DIVERGED else failed).append(arm.name)
     done = [d for d in dirs if rundir.is_run(d)]
     if len(arms) > 1 and done:  # the arms side by side: table, report.md and overlay figures in the parent folder
         from ablate.report import write_report
         console.print()
         write_report(done, out=dirs[0].parent)
-    if failed:
-        raise AblateError(f"{len(failed)} of {len(arms)} arms failed: {', '.join(failed)}")
+    ended = "; ".join(f"{len(names)} of {len(arms)} arms {word}: {', '.join(names)}"
+                      for word, names in (("failed", failed), ("diverged", diverged)) if names)
+    if ended:  # exit status 2 when an arm failed, else 3 (EXIT_DIVERGED), as for one arm
+        raise AblateError(ended) if failed else NonFiniteLossError(ended)

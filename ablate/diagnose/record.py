@@ -68,10 +68,30 @@ def parse_signal(text: str) -> SignalTable:
     return table
 
 
+def _complete(table: SignalTable, text: str) -> SignalTable:
+    """``table`` if ``text`` is whole: written by ``to_csv``, it ends with a newline and holds every statistic of
+    every position for each epoch in it; else ``ValueError`` (a truncated or foreign file)."""
+    if text.splitlines()[:1] != [",".join(COLUMNS)]:
+        raise ValueError("no header row")
+    if not text.endswith("\n"):
+        raise ValueError("it ends mid-line")
+    rows = sum(1 for line in text.splitlines()[1:] if line)
+    expected = len(table.epochs) * len(table.positions) * len(STATISTICS)
+    if rows != expected:
+        raise ValueError(f"{rows} rows where {len(table.epochs)} epochs of {len(table.positions)} positions "
+                         f"make {expected}")
+    return table
+
+
 def load_signal(run_dir: str | Path) -> SignalTable | None:
-    """``RUN_DIR/signal.csv`` as a table, or None when the run recorded none."""
-    text = rundir.read_signal(Path(run_dir))
-    return None if text is None else parse_signal(text)
+    """``RUN_DIR/signal.csv`` as a table, or None when the run recorded none; a damaged or foreign file is one line
+    naming it (``AblateError``)."""
+    try:
+        text = rundir.read_signal(Path(run_dir))
+        return None if text is None else _complete(parse_signal(text), text)
+    except (ValueError, KeyError, TypeError, csv.Error, OSError) as exc:  # UnicodeDecodeError is a ValueError
+        problem = f"no column {exc}" if isinstance(exc, KeyError) else exc
+        raise rundir.damaged(Path(run_dir) / rundir.SIGNAL, problem, rundir.RESTART) from None
 
 
 class SignalRecorder:

@@ -212,7 +212,7 @@ def write_overlay_figures(runs: Sequence["Run"], out: Path, *, formats: Iterable
     formats = tuple(formats)
     paths = plot_curves_overlay(runs, Path(out) / "curves", formats=formats)
     if any((run.path / rundir.GRADFLOW).exists() for run in runs):
-        paths += plot_gradflow_overlay(runs, Path(out) / "gradient_flow", formats=formats)
+        paths += plot_gradflow_overlay(runs, Path(out) / rundir.GRADFLOW_FIGURE, formats=formats)
     series = []
     for run in runs:
         signal = load_signal(run.path)
