@@ -54,6 +54,7 @@ from ablate.data.augment import DeviceLoader, channel_stats
 from ablate.data.synthetic import synthetic
 from ablate.models import build_model
 from ablate.recipe import resolve
+from ablate.registry import AblateError
 from ablate.train.setup import (
     configure_cpu,
     configure_cuda,
@@ -236,7 +237,10 @@ def build(name: str, args: argparse.Namespace, split: Split, device: torch.devic
                          f"or -fp16, and ablate-nogradflow")
     amp = next((v for v in variants if v in AMPS), args.amp)
     options = {"gradflow": "nogradflow" not in variants} if base == "ablate" else {}
-    return CONTENDERS[base](args, split, device, amp, **options)
+    try:
+        return CONTENDERS[base](args, split, device, amp, **options)
+    except AblateError as exc:
+        raise SystemExit(f"--contenders {name}: {exc}") from None
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -316,6 +320,8 @@ def main() -> None:
         configure_cuda()
     names = args.contenders.split(",")
     base = args.baseline or (names[1] if len(names) > 1 else names[0])
+    if base not in names:
+        raise SystemExit(f"--baseline {base!r} is not one of --contenders: {', '.join(names)}")
     print(f"{args.norm}+{args.shortcut}, batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds "
           f"(+1 warm-up), {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{threads} threads'}), "
           f"amp {args.amp}, compile {args.compile or 'off'}, torch {torch.__version__}", flush=True)

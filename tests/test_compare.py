@@ -41,9 +41,17 @@ def test_compare_runs_all_four_contenders_end_to_end(tmp_path):
                              "4", "--num-classes", "5", "--steps", "2", "--batch-size", "10", "--rounds", "2",
                              "--json", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
-    for name in ("limit", "ablate", "coursework", "lightning", "ablate/limit", "ablate/lightning"):
-        assert f"{name}:" in result.stdout
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    for name in ("limit", "ablate", "coursework", "lightning", "ablate/limit", "ablate/coursework", "ablate/lightning"):
+        assert any(line.startswith(f"{name}:") for line in lines), name
     assert "smoke test, not a result" in result.stdout
     saved = json.loads(out.read_text())["results"][0]
     assert saved["arch"] == "vgg08" and all(v["median"] > 0 for v in saved["contenders"].values())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["compare.json"]  # no run directories left behind
+
+
+def test_a_baseline_that_is_no_contender_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--contenders", "limit,ablate",
+                             "--baseline", "lightning"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--baseline 'lightning' is not one of --contenders: limit, ablate" in result.stderr

@@ -47,7 +47,8 @@ def diverged_error(run_dir: Path, epoch: int, lr: float, train_loss: float, dive
     what = (f"loss became {train_loss}" if not math.isfinite(train_loss) else
             f"loss was non-finite or above {DIVERGED_LOSS:g} in {diverged_steps} of {steps} steps")
     return NonFiniteLossError(f"{what} in epoch {epoch} (lr {lr:g}); the run diverged (status '{DIVERGED}' in "
-                              f"{run_dir / rundir.SUMMARY}), {kept}. Lower --lr or try --norm bn")
+                              f"{run_dir / rundir.SUMMARY}), {kept}. Train it again with a lower --lr or --norm bn "
+                              f"(--restart, or another --out)")
 
 
 def diverged_again(run_dir: Path, summary: dict) -> NonFiniteLossError:

@@ -43,7 +43,8 @@ def decide(run_dir: Path, config: Config, mode: str = "auto") -> str:
         )
     if rundir.is_finished(run_dir):
         if changed:
-            raise AblateError(f"{run_dir} holds a complete run of a different recipe ({'; '.join(changed[:3])}); "
+            status = rundir.read_summary(run_dir).get("status")
+            raise AblateError(f"{run_dir} holds a {status} run of a different recipe ({'; '.join(changed[:3])}); "
                               f"pass --restart to train it again with the new recipe, or choose another --out")
         return "complete"
     return "resume" if (run_dir / rundir.CHECKPOINT).exists() else "start"
