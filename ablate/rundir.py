@@ -213,7 +213,7 @@ def has_recipe(run_dir: Path) -> bool:
 
 def read_recipe(run_dir: Path) -> dict[str, Any] | None:
     """The run's saved recipe as a plain dict, or None when it has none."""
-    from ablate.recipe import read_toml
+    from ablate.recipe import ADDED_LATER, DEFAULTS, read_toml
 
     if not has_recipe(run_dir):
         return None
@@ -224,6 +224,10 @@ def read_recipe(run_dir: Path) -> dict[str, Any] | None:
     missing = [table for table in ("model", "data", "train") if not isinstance(saved.get(table), dict)]
     if missing:  # ablate saves the resolved recipe, every table filled in
         raise damaged(Path(run_dir) / RECIPE, f"no [{missing[0]}] table", RESTART)
+    keys = [f"{table}.{key}" for table in ("model", "data", "train") for key in DEFAULTS[table]
+            if key not in saved[table] and f"{table}.{key}" not in ADDED_LATER]
+    if keys:  # every key an ablate of any version saved: a cut-off file can still parse
+        raise damaged(Path(run_dir) / RECIPE, f"no {keys[0]} key", RESTART)
     return saved
 
 

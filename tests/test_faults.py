@@ -242,6 +242,15 @@ def test_a_damaged_run_file_is_one_line_naming_it_and_what_to_do(capsys, unfinis
         assert code == 0 and rundir.is_complete(unfinished), err
 
 
+@pytest.mark.parametrize("cut", ["amp", "seed", "shortcut"])
+def test_a_recipe_cut_after_a_whole_line_is_damaged_not_another_recipe(capsys, unfinished, cut):
+    path = unfinished / rundir.RECIPE
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:next(i for i, line in enumerate(lines) if line.startswith(f"{cut} ="))]))
+    code, out, err = ablate(capsys, "run", *DAMAGE_ARGS, "--out", str(unfinished))
+    assert code == 2 and str(path) in err and "--restart" in err and "different recipe" not in err, err
+
+
 @pytest.mark.parametrize("kind", ["empty", "truncated", "garbage", "foreign"])
 def test_a_damaged_signal_file_is_one_line_when_a_run_recording_it_resumes(capsys, unfinished, tmp_path, kind):
     from ablate.diagnose.record import SignalTable
