@@ -26,7 +26,7 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from ablate.files import atomic_write_text, remove_temporaries
 from ablate.registry import AblateError
@@ -152,20 +152,22 @@ def write_gradflow(run_dir: Path, text: str) -> None:
     atomic_write_text(Path(run_dir) / GRADFLOW, text)
 
 
-def read_gradflow(run_dir: Path) -> str | None:
-    """The text of ``gradflow.csv``, or None when the run recorded none."""
-    path = Path(run_dir) / GRADFLOW
-    return path.read_text() if path.exists() else None
-
-
 def write_signal(run_dir: Path, text: str) -> None:
     atomic_write_text(Path(run_dir) / SIGNAL, text)
 
 
-def read_signal(run_dir: Path) -> str | None:
-    """The text of ``signal.csv``, or None when the run recorded none."""
-    path = Path(run_dir) / SIGNAL
-    return path.read_text() if path.exists() else None
+T = TypeVar("T")
+
+
+def load_table(run_dir: Path, name: str, parse: Callable[[str], T]) -> T | None:
+    """The run's tidy CSV ``name`` (GRADFLOW, SIGNAL) parsed by ``parse``, or None when the run recorded none;
+    a damaged or foreign file is one line naming it (``AblateError``)."""
+    path = Path(run_dir) / name
+    try:
+        return parse(path.read_text()) if path.exists() else None
+    except (ValueError, KeyError, TypeError, csv.Error, OSError) as exc:  # UnicodeDecodeError is a ValueError
+        problem = f"no column {exc}" if isinstance(exc, KeyError) else exc
+        raise damaged(path, problem, RESTART) from None
 
 
 def read_trackers(folder: Path) -> dict[str, dict[str, Any]]:

@@ -86,12 +86,7 @@ def _complete(table: SignalTable, text: str) -> SignalTable:
 def load_signal(run_dir: str | Path) -> SignalTable | None:
     """``RUN_DIR/signal.csv`` as a table, or None when the run recorded none; a damaged or foreign file is one line
     naming it (``AblateError``)."""
-    try:
-        text = rundir.read_signal(Path(run_dir))
-        return None if text is None else _complete(parse_signal(text), text)
-    except (ValueError, KeyError, TypeError, csv.Error, OSError) as exc:  # UnicodeDecodeError is a ValueError
-        problem = f"no column {exc}" if isinstance(exc, KeyError) else exc
-        raise rundir.damaged(Path(run_dir) / rundir.SIGNAL, problem, rundir.RESTART) from None
+    return rundir.load_table(Path(run_dir), rundir.SIGNAL, lambda text: _complete(parse_signal(text), text))
 
 
 class SignalRecorder:

@@ -234,9 +234,4 @@ def _complete(table: GradFlowTable, text: str) -> GradFlowTable:
 
 def load_gradflow(run_dir: str | Path) -> GradFlowTable | None:
     """``RUN_DIR/gradflow.csv`` as a table, or None when the run recorded none."""
-    try:
-        text = rundir.read_gradflow(Path(run_dir))
-        return None if text is None else _complete(parse_gradflow(text), text)
-    except (ValueError, KeyError, TypeError, csv.Error, OSError) as exc:  # UnicodeDecodeError is a ValueError
-        problem = f"no column {exc}" if isinstance(exc, KeyError) else exc
-        raise rundir.damaged(Path(run_dir) / rundir.GRADFLOW, problem, rundir.RESTART) from None
+    return rundir.load_table(Path(run_dir), rundir.GRADFLOW, lambda text: _complete(parse_gradflow(text), text))
