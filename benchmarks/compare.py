@@ -1,12 +1,15 @@
 """Side by side, one process: ablate's trainer against the limit, a coursework loop and PyTorch Lightning.
 
-    python benchmarks/compare.py                                   # VGG08 + VGG38 (BN+RC), CPU, ~12 min
+    python benchmarks/compare.py                                   # VGG08 + VGG38 (BN+RC), CPU, ~16 min
     python benchmarks/compare.py --arch vgg38 --contenders limit,limit-bf16 --rounds 5   # CPU bf16 vs fp32
     python benchmarks/compare.py --device cuda --compile reduce-overhead --steps 200     # on a GPU
 
 Every contender trains the same architecture (``--norm``/``--shortcut``, default BN+RC) with Adam
 1e-3, batch ``--batch-size``, on the ``synthetic`` dataset's uint8 training split of
-``--steps`` x ``--batch-size`` images, one epoch per round:
+steps x ``--batch-size`` images, one epoch per round.
+
+Rounds last ``--round-seconds`` (10 s) of the bare step unless ``--steps`` is given: 50 steps of
+VGG38 or about 150 of VGG08 on a 2-core CPU.
 
 * ``limit``: the bare training step (forward, cross-entropy, ``zero_grad``, ``backward``, Adam)
   over batches built before timing, already normalised and on the device, in ablate's memory
@@ -23,8 +26,11 @@ Every contender trains the same architecture (``--norm``/``--shortcut``, default
 * ``limit-bf16``, ``ablate-bf16``, ...: any contender under bf16 (or ``-fp16``) autocast;
   ``ablate-nogradflow``: the trainer without gradient-flow recording (its cost).
 
+The process is set up as ablate's trainer sets up its own (``configure_cpu``: threads, flushed
+denormals, glibc keeping freed memory for the next step), so every contender gets the same.
 The contenders run interleaved (the order rotates every round) after one untimed warm-up
-round each. It prints each contender's median and interquartile range (IQR) of images/s, and
+round each. It prints each contender's median and interquartile range (IQR) of images/s (and its
+minor page faults per step: ``ablate``'s include building its model, data and run directory), and
 for each ratio against ``ablate`` the median and IQR of the per-round ratios; a ratio whose IQR
 reaches beyond +-5 % of its median is flagged as too noisy to be a result.
 """
@@ -35,7 +41,9 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -129,6 +137,27 @@ def limit(args: argparse.Namespace, split: Split, device: torch.device, amp: str
         sync(device)
         return len(batches) * args.batch_size / (time.perf_counter() - start)
     return epoch
+
+
+def steps_per_round(args: argparse.Namespace, device: torch.device) -> int:
+    """``--steps``, else enough steps for a round of the bare step to last ``--round-seconds`` (at least MIN_STEPS):
+    a short round measures the machine's hiccups as much as the contenders."""
+    if args.steps:
+        return args.steps
+    model = fresh_model(args, device, channels_last=True)
+    optimizer = make_optimizer(model, ADAM, device)
+    x = torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(args.num_classes, (args.batch_size,), device=device)
+    seconds = []
+    for _ in range(4):  # the first step warms up
+        sync(device)
+        start = time.perf_counter()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync(device)
+        seconds.append(time.perf_counter() - start)
+    return max(MIN_STEPS, math.ceil(args.round_seconds / min(seconds[1:])))
 
 
 def ablate(args: argparse.Namespace, split: Split, device: torch.device, amp: str, gradflow: bool = True) -> Epoch:
@@ -250,6 +279,16 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
+def counting_faults(epoch: Epoch, faults: list[int]) -> Epoch:
+    """``epoch``, appending the minor page faults the process took during it to ``faults``."""
+    def counted() -> float:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        speed = epoch()
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        return speed
+    return counted
+
+
 def run_rounds(epochs: dict[str, Epoch], rounds: int) -> dict[str, list[float]]:
     """One untimed warm-up epoch each, then ``rounds`` rounds of one epoch each, the order rotating."""
     names = list(epochs)
@@ -262,12 +301,16 @@ def run_rounds(epochs: dict[str, Epoch], rounds: int) -> dict[str, list[float]]:
     return speeds
 
 
-def summarise(arch: str, speeds: dict[str, list[float]], base: str) -> dict[str, Any]:
-    """Median/IQR per contender, and median/IQR of per-round ratios base/other (and limit: base/limit)."""
+def summarise(arch: str, speeds: dict[str, list[float]], base: str, faults: dict[str, list[int]] | None = None,
+              steps: int = 1) -> dict[str, Any]:
+    """Median/IQR per contender, and median/IQR of per-round ratios base/other (and limit: base/limit); with
+    ``faults`` (per epoch, the untimed warm-up first), each contender's median page faults per step."""
     result: dict[str, Any] = {"arch": arch, "contenders": {}, "ratios": {}}
     for name, values in speeds.items():
         q1, median, q3 = quartiles(values)
         result["contenders"][name] = {"median": median, "q1": q1, "q3": q3, "rounds": values}
+        if faults and faults.get(name):
+            result["contenders"][name]["page_faults_per_step"] = statistics.median(faults[name][1:] or faults[name]) / steps
     for name, values in speeds.items():
         if name == base or base not in speeds:
             continue
@@ -281,9 +324,10 @@ def summarise(arch: str, speeds: dict[str, list[float]], base: str) -> dict[str,
 
 
 def report(result: dict[str, Any], steps: int) -> str:
-    lines = [f"{result['arch']}:"]
+    lines = [f"{result['arch']}: {steps} steps per round"]
     for name, c in result["contenders"].items():
-        lines.append(f"  {name:>12}: {c['median']:9.1f} img/s  (IQR {c['q1']:.1f}-{c['q3']:.1f})")
+        faults = f"  {c['page_faults_per_step']:,.0f} page faults/step" if "page_faults_per_step" in c else ""
+        lines.append(f"  {name:>12}: {c['median']:9.1f} img/s  (IQR {c['q1']:.1f}-{c['q3']:.1f}){faults}")
     for name, r in result["ratios"].items():
         line = f"  {name:>18}: {r['median']:.3f}  (IQR {r['q1']:.3f}-{r['q3']:.3f})"
         if r["noisy"]:
@@ -306,7 +350,10 @@ def main() -> None:
     parser.add_argument("--contenders", default="limit,ablate,coursework,lightning")
     parser.add_argument("--baseline", default=None, help="the contender ratios are taken of (default: the second)")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=MIN_STEPS, help="training steps per round")
+    parser.add_argument("--steps", type=int, default=0,
+                        help=f"training steps per round (0: enough for --round-seconds, at least {MIN_STEPS})")
+    parser.add_argument("--round-seconds", type=float, default=10.0,
+                        help="with --steps 0: how long a round of the limit should last")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
@@ -322,17 +369,19 @@ def main() -> None:
     base = args.baseline or (names[1] if len(names) > 1 else names[0])
     if base not in names:
         raise SystemExit(f"--baseline {base!r} is not one of --contenders: {', '.join(names)}")
-    print(f"{args.norm}+{args.shortcut}, batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds "
-          f"(+1 warm-up), {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{threads} threads'}), "
+    print(f"{args.norm}+{args.shortcut}, batch {args.batch_size}, {args.rounds} rounds (+1 warm-up), {device} "
+          f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{threads} threads'}), "
           f"amp {args.amp}, compile {args.compile or 'off'}, torch {torch.__version__}", flush=True)
-    split = synthetic(num_classes=args.num_classes, train_size=args.steps * args.batch_size, val_size=0,
-                      test_size=0).train
     results = []
     for arch in args.arch.split(","):
         args.arch = arch
-        epochs = {name: build(name, args, split, device) for name in names}
-        result = summarise(arch, run_rounds(epochs, args.rounds), base)
-        print(report(result, args.steps), flush=True)
+        steps = steps_per_round(args, device)
+        split = synthetic(num_classes=args.num_classes, train_size=steps * args.batch_size, val_size=0,
+                          test_size=0).train
+        faults: dict[str, list[int]] = {name: [] for name in names}
+        epochs = {name: counting_faults(build(name, args, split, device), faults[name]) for name in names}
+        result = summarise(arch, run_rounds(epochs, args.rounds), base, faults, steps) | {"steps": steps}
+        print(report(result, steps), flush=True)
         results.append(result)
     if args.json:
         args.json.write_text(json.dumps({"device": str(device), "threads": threads, "args": vars(args) | {"json": None},

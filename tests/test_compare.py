@@ -34,6 +34,26 @@ def test_rounds_interleave_the_contenders_after_one_warm_up_each():
     assert all(len(v) == 3 for v in speeds.values())
 
 
+def test_rounds_last_long_enough_unless_steps_are_given():
+    from argparse import Namespace
+
+    args = Namespace(arch="vgg08", norm="bn", shortcut="identity", width=4, num_classes=5, batch_size=10, steps=0,
+                     round_seconds=0.001)
+    device = compare.torch.device("cpu")
+    assert compare.steps_per_round(args, device) == compare.MIN_STEPS  # never fewer than 50 steps
+    args.round_seconds = 60.0
+    assert compare.steps_per_round(args, device) > 10 * compare.MIN_STEPS  # a tiny model's step is far below 0.1 s
+    args.steps = 7
+    assert compare.steps_per_round(args, device) == 7
+
+
+def test_each_contender_reports_its_page_faults_per_step():
+    speeds, faults = {"ablate": [130.0, 131.0], "limit": [140.0, 141.0]}, {"ablate": [9000, 50, 70], "limit": [9000, 0, 2]}
+    result = compare.summarise("vgg38", speeds, "ablate", faults, steps=10)
+    assert result["contenders"]["ablate"]["page_faults_per_step"] == 6  # the warm-up's 9,000 left out
+    assert "6 page faults/step" in compare.report(result, steps=10)
+
+
 def test_compare_runs_all_four_contenders_end_to_end(tmp_path):
     pytest.importorskip("lightning")
     out = tmp_path / "compare.json"
@@ -47,6 +67,8 @@ def test_compare_runs_all_four_contenders_end_to_end(tmp_path):
     assert "smoke test, not a result" in result.stdout
     saved = json.loads(out.read_text())["results"][0]
     assert saved["arch"] == "vgg08" and all(v["median"] > 0 for v in saved["contenders"].values())
+    assert saved["steps"] == 2 and all(v["page_faults_per_step"] >= 0 for v in saved["contenders"].values())
+    assert "vgg08: 2 steps per round" in lines
     assert sorted(p.name for p in tmp_path.iterdir()) == ["compare.json"]  # no run directories left behind
 
 
