@@ -267,3 +267,23 @@ def test_a_run_without_signal_writes_no_file(tmp_path):
     recipe.write_text(TINY_RECIPE.replace("epochs = 3", "epochs = 1"))
     train(load_recipe(recipe)[0].config, tmp_path / "run")
     assert not (tmp_path / "run" / rundir.SIGNAL).exists()
+
+
+def test_a_bf16_run_records_its_signal_under_bf16_autocast(tmp_path):
+    from types import SimpleNamespace
+
+    from ablate.diagnose.record import SignalRecorder
+    from ablate.train.setup import Precision
+
+    torch.manual_seed(0)
+    model, x = build_model("vgg08", norm="bn", width=4, num_classes=5), torch.randn(8, 3, 32, 32)
+    bf16 = Precision(torch.bfloat16, None)
+    variances = {}
+    for name, precision in (("fp32", None), ("bf16", bf16)):
+        (tmp_path / name).mkdir()
+        recorder = SignalRecorder((x, None), precision=precision)
+        recorder.on_run_start(SimpleNamespace(run_dir=tmp_path / name, epoch=0, model=model))
+        variances[name] = load_signal(tmp_path / name).epochs[0].column("variance")
+    assert variances["bf16"] == pytest.approx(signal_profile(model, x, bf16).column("variance"), rel=1e-6)
+    assert variances["fp32"] == pytest.approx(signal_profile(model, x).column("variance"), rel=1e-6)
+    assert variances["fp32"] != pytest.approx(variances["bf16"], rel=1e-4)  # bf16's rounding shows

@@ -121,6 +121,18 @@ def test_a_diverged_run_says_so_exits_3_and_is_left_out_of_the_statistics(cli, t
     assert shown.returncode == 0 and "1 of 3 diverged" in shown.stdout and "left out of its statistics" in shown.stderr
 
 
+def test_comparisons_against_an_arm_whose_runs_all_diverged_are_left_out_with_a_warning(cli, tmp_path):
+    for seed in (0, 1):
+        make_run(tmp_path / "runs", seed=seed, test_acc=0.5 + seed / 10)
+        make_run(tmp_path / "runs", norm="bn", seed=seed, test_acc=0.6 + seed / 10)
+        make_run(tmp_path / "runs", shortcut="identity", seed=seed, test_acc=0.01, status="diverged")
+    report = build_report([tmp_path / "runs"], baseline="vgg38")
+    assert [(c.a, c.b) for c in report.comparisons] == [("VGG38 BN", "VGG38")]
+    assert "'VGG38 RC' vs 'VGG38': not compared, every run of 'VGG38 RC' diverged" in report.warnings
+    shown = report_cli(cli, tmp_path / "runs", "--baseline", "vgg38")
+    assert shown.returncode == 0 and "not compared, every run of 'VGG38 RC' diverged" in shown.stderr
+
+
 # -- threads and torch version ------------------------------------------------------------------------------------
 
 
@@ -130,13 +142,15 @@ def test_runs_of_one_row_that_differ_in_threads_or_torch_are_flagged(cli, tmp_pa
     make_run(tmp_path, seed=1, environment={**env, "threads": 2})
     make_run(tmp_path, seed=0, lr=1e-2, environment=env)
     make_run(tmp_path, seed=1, lr=1e-2, environment=env)
+    make_run(tmp_path, seed=2, lr=1e-2, environment={**env, "threads": 4}, status="diverged")  # not in the statistics
     rows = {r["lr"]: r for r in build_report([tmp_path]).rows}
     assert rows[1e-3]["environment_differs"] == ["threads: 1, 2"] and rows[1e-2]["environment_differs"] == []
     result = report_cli(cli, tmp_path, "-f", "md")
     assert result.returncode == 0
     assert "| VGG38 † |" in result.stdout and "| VGG38 |" in result.stdout
     assert "† the runs of the row differ in thread count or torch version" in result.stdout
-    assert result.stderr.count("warning:") == 1 and "differ in threads: 1, 2" in result.stderr
+    assert result.stderr.count("warning:") == 2 and "differ in threads: 1, 2" in result.stderr
+    assert "'VGG38': 1 of 3 diverged; left out of its statistics" in result.stderr
 
 
 # -- an older recipe, a resumed run ---------------------------------------------------------------------------------

@@ -192,6 +192,7 @@ def test_a_failing_run_does_not_stop_the_others(cli, tmp_path):
     assert summary["environment"]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
     again = cli("sweep", str(recipe), "--out", str(out), "--jobs", "2")  # a diverged run has ended: not retrained
     assert again.returncode == 3 and "boom (seed 0): diverged earlier" in again.stdout, again.stdout + again.stderr
+    assert "(1 complete, 1 diverged)" in again.stdout, again.stdout
     assert [(r["action"], r["state"]) for r in manifest(out)] == [("skip", "complete"), ("skip", "diverged")]
 
 

@@ -141,15 +141,20 @@ def _rows(entries: list[Entry], last: str) -> list[list[str]]:
     rows = [["#", "name", "arch", "norm", "shortcut", "lr", "seed", last, "dir"]]
     for i, e in enumerate(entries, 1):
         r = e.record()
-        state = PLAN_WORDS[e.action] if last == "plan" else e.state
+        state = _plan_word(e) if last == "plan" else e.state
         rows.append([str(i), r["name"], r["arch"], r["norm"], r["shortcut"], f"{r['lr']:g}", str(r["seed"]),
                      state, r["dir"]])
     return rows
 
 
+def _plan_word(entry: Entry) -> str:
+    """What the plan does with a run; a finished run that diverged is ``diverged``, not ``complete``."""
+    return DIVERGED if entry.action == "skip" and entry.state == DIVERGED else PLAN_WORDS[entry.action]
+
+
 def _print_plan(recipe: Path, sweep_dir: Path, entries: list[Entry]) -> None:
     t, d = entries[0].run.config["train"], entries[0].run.config["data"]
-    counts = {word: sum(PLAN_WORDS[e.action] == word for e in entries) for word in PLAN_WORDS.values()}
+    counts = {word: sum(_plan_word(e) == word for e in entries) for word in [*PLAN_WORDS.values(), DIVERGED]}
     summary = ", ".join(f"{n} {word}" for word, n in counts.items() if n)
     console.print(f"[bold]{escape(str(recipe))}[/]: {len(entries)} runs in {escape(str(sweep_dir))} ({summary}); "
                   f"dataset {escape(str(d['dataset']))}, {t['epochs']} epochs, batch {t['batch_size']}")

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 
 from ablate import rundir
-from ablate.diagnose.signal import STATISTICS, SignalHooks, SignalProfile, frozen_norms
+from ablate.diagnose.signal import STATISTICS, SignalHooks, SignalProfile, frozen_forward
 
 COLUMNS = ("epoch", "position_index", "position", "statistic", "value")
 IMAGES = 16
@@ -90,11 +90,13 @@ def load_signal(run_dir: str | Path) -> SignalTable | None:
 
 
 class SignalRecorder:
-    """Training callback: forward statistics at initialisation and after every epoch into ``signal.csv``.
-    Its hooks are registered only for its own forward pass, so training steps never run them."""
+    """Training callback: forward statistics at initialisation and after every epoch into ``signal.csv``, under
+    the run's bf16 autocast (``precision``) if any. Its hooks are registered only for its own forward pass, so
+    training steps never run them."""
 
-    def __init__(self, batch: Batch | Callable[[], Batch], images: int = IMAGES) -> None:
+    def __init__(self, batch: Batch | Callable[[], Batch], images: int = IMAGES, precision: Any = None) -> None:
         self.batch = batch
+        self.precision = precision
         self.images = images
         self.table: SignalTable | None = None
         self._x: torch.Tensor | None = None
@@ -126,8 +128,7 @@ class SignalRecorder:
         assert self._x is not None
         hooks = SignalHooks(model)
         try:
-            with frozen_norms(model):
-                model(self._x)
+            frozen_forward(model, self._x, self.precision)
             return hooks.profile(self._x)
         finally:
             hooks.remove()

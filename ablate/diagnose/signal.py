@@ -152,14 +152,20 @@ def forward_with_hooks(model: nn.Module, x: torch.Tensor, precision: Any = None)
     """The forward statistics of ``model`` on ``x``, and its penultimate features (N x C)."""
     hooks = SignalHooks(model)
     try:
-        with frozen_norms(model):
-            if precision is not None and getattr(precision, "dtype", None) is torch.bfloat16:
-                with precision.autocast(x.device):
-                    model(x)
-            else:
-                model(x)
+        frozen_forward(model, x, precision)
         profile = hooks.profile(x)
         assert hooks.features is not None  # profile() found the classifier input
         return profile, hooks.features.flatten(1)
     finally:
         hooks.remove()
+
+
+def frozen_forward(model: nn.Module, x: torch.Tensor, precision: Any = None) -> None:
+    """``model(x)`` with its norms frozen, under the run's autocast when it is bf16 (an fp16 run's statistics are taken
+    in full precision: squares of fp16 activations overflow)."""
+    with frozen_norms(model):
+        if precision is not None and getattr(precision, "dtype", None) is torch.bfloat16:
+            with precision.autocast(x.device):
+                model(x)
+        else:
+            model(x)

@@ -43,7 +43,7 @@ class GradFlowRecorder:
         self._compute: DeviceStatistics | None = None
         self._run_dir: Path | None = None
         self._sum: torch.Tensor | None = None  # the epoch's sums, allocated once, updated in place
-        self._finite = self._last = self._nonfinite_steps = self._steps = self._count = torch.zeros(())
+        self._finite, self._last, self._nonfinite_steps, self._steps, self._count = (torch.zeros(()) for _ in range(5))
 
     def _reset(self) -> None:
         """Zero the epoch's sums in place: a captured training step (``record_on_device``) holds their memory."""

@@ -101,7 +101,7 @@ def build_report(paths: Iterable[str | Path], compare: Sequence[Sequence[str]] =
     if metric is not None:
         check_metric(runs, metric)
     groups = group_runs(runs)
-    pairs = comparison_pairs(groups, compare, baseline)
+    pairs = _comparable(comparison_pairs(groups, compare, baseline), warnings)
     shown = metric or (DEFAULT_METRIC if pairs or any(len(g.runs) > 1 for g in groups) else None)
     rows = [group_row(g, (shown,) if shown else ()) for g in groups]
     comparisons = compare_groups(pairs, shown) if pairs and shown else []
@@ -112,6 +112,19 @@ def build_report(paths: Iterable[str | Path], compare: Sequence[Sequence[str]] =
         if row["diverged"]:
             warnings.append(f"'{row['model']}': {row['status']}; left out of its statistics")
     return Report([run for g in groups for run in g.runs], groups, rows, shown, comparisons, warnings=warnings)
+
+
+def _comparable(pairs: Sequence[tuple[Group, Group]], warnings: list[str]) -> list[tuple[Group, Group]]:
+    """The pairs whose arms both have a run that did not diverge; one warning for each other pair."""
+    kept = []
+    for a, b in pairs:
+        gone = [g.first.group_name or g.name for g in (a, b) if all(run.diverged for run in g.runs)]
+        if gone:
+            warnings.append(f"'{a.first.group_name or a.name}' vs '{b.first.group_name or b.name}': not compared, "
+                            f"every run of {' and '.join(repr(name) for name in gone)} diverged")
+        else:
+            kept.append((a, b))
+    return kept
 
 
 def default_out(paths: Sequence[str | Path]) -> Path:

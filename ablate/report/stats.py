@@ -30,7 +30,7 @@ def group_row(group: Group, metrics: Sequence[str] = METRICS) -> dict[str, Any]:
         "model": group.name, "arch": s.get("arch"), "norm": s.get("norm"), "shortcut": s.get("shortcut"),
         "lr": group.lr, "params": s.get("params"), "dataset": s.get("dataset"), "epochs": s.get("epochs"),
         "n": len(runs), "seeds": [r.seed for r in runs], "diverged": len(group.runs) - len(runs),
-        "status": row_status(group.runs), "environment_differs": environment_differences(group.runs),
+        "status": row_status(group.runs), "environment_differs": environment_differences(runs),
     }
     for metric in dict.fromkeys([*METRICS, *metrics]):
         values = [v for v in (number(r.summary.get(metric)) for r in runs) if v is not None]
