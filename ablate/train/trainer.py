@@ -136,7 +136,7 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
         rundir.write_metrics(run_dir, rows)
     state = TrainState(s.model, s.optimizer, config, run_dir, s.device)
     recorder = _recorder(config, s)
-    signal = [SignalRecorder(lambda: init_batch(config, s))] if config["gradflow"]["signal"] else []
+    signal = [SignalRecorder(lambda: init_batch(config, s), precision=s.precision)] if config["gradflow"]["signal"] else []
     callbacks = Callbacks([*([recorder] if recorder else []), *signal, *(extra_callbacks or []),
                            *build_callbacks(config["callbacks"])])
     state.epoch, state.step = len(rows), len(rows) * len(s.loader)
@@ -146,72 +146,35 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
     graphed = graph_step(t["graph"], s.model, s.optimizer, s.precision, s.device, t["optimizer"],
                          recorder.record_on_device if recorder else None,
                          per_step_callbacks(callbacks.callbacks, [recorder]), report=_note)
+    step: Step = graphed if graphed is not None else (
+        lambda x, y: train_step(step_model, s.optimizer, x, y, s.precision, after_backward, mark_step))
     compiling = step_model is not s.model or graphed is not None  # the first step compiles or captures: timed apart
+    first = len(rows) + 1
     summary = {**_summary_base(config, s), "graph": "step" if graphed else "none"}
     callbacks("on_run_start", state)
 
-    for epoch in range(len(rows) + 1, t["epochs"] + 1):
+    for epoch in range(first, t["epochs"] + 1):
         state.epoch = epoch
         lr = lr_at(epoch, t)
         set_lr(s.optimizer, lr)
         callbacks("on_epoch_start", state)
         progress.epoch_start(epoch, t["epochs"], len(s.loader))
-        s.model.train()
-        start, compile_seconds, untimed = time.perf_counter(), None, 0
-        loss_sum = torch.zeros((), device=s.device)
-        correct = torch.zeros((), device=s.device, dtype=torch.long)
-        seen = steps = 0
-        diverged = torch.zeros((), device=s.device, dtype=torch.long)
-        for i, (x, y) in enumerate(s.loader.batches(seed=t["seed"] * 1_000_003 + epoch)):
-            if graphed is not None:
-                batch_loss, batch_correct = graphed(x, y)
-            else:
-                batch_loss, batch_correct = train_step(step_model, s.optimizer, x, y, s.precision, after_backward,
-                                                       mark_step)
-            loss_sum += batch_loss
-            correct += batch_correct
-            seen += len(y)
-            steps += 1
-            count_diverged(diverged, batch_loss, len(y))
-            state.step += 1
-            state.loss = batch_loss / len(y)
-            callbacks("on_step_end", state)
-            progress.step(i + 1, loss_sum, correct, seen)
-            if compiling:
-                compiling, compile_seconds = False, _seconds_since(start, s.device)
-                start, untimed = time.perf_counter(), seen
-        train_loss, train_acc = loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
-        bad = int(diverged.item())
-        if has_diverged(train_loss, bad, steps):
-            info = {"epoch": epoch, "train_loss": train_loss, "steps": steps, "diverged_steps": bad}
+        trained = _train_epoch(s, state, step, callbacks, progress, timed_apart=compiling and epoch == first)
+        if has_diverged(trained["train_loss"], trained["diverged_steps"], trained["steps"]):
+            info = {"epoch": epoch, **{k: trained[k] for k in ("train_loss", "steps", "diverged_steps")}}
             rundir.write_summary(run_dir, {**_progress_summary(summary, rows, best, DIVERGED, recorder), DIVERGED: info})
-            raise diverged_error(run_dir, epoch, lr, train_loss, bad, steps)
-        elapsed = time.perf_counter() - start
+            raise diverged_error(run_dir, epoch, lr, trained["train_loss"], trained["diverged_steps"], trained["steps"])
         val_loss, val_acc = evaluate(s.model, s.evaluators["val"].batches(), s.precision)
-        row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-               "val_acc": val_acc, "epoch_seconds": elapsed + (compile_seconds or 0.0),
-               "images_per_second": (seen - untimed) / elapsed, "steps": steps,
-               "diverged_steps": bad, "device": s.device.type, "amp": s.precision.name}
-        if compile_seconds is not None:
-            row["compile_seconds"] = compile_seconds
+        row: dict[str, Any] = {"epoch": epoch, "lr": lr, **trained, "val_loss": val_loss, "val_acc": val_acc,
+                               "device": s.device.type, "amp": s.precision.name}
         state.metrics = row
         row.update(callbacks("on_epoch_end", state))
         rows.append(row)
         improved = best is None or val_acc > best["val_acc"]
         if improved:
             best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
-        # The commit order makes every kill repairable: the summary first (it alone keeps the gradient-flow
-        # step counts; a rerun of a lagging checkpoint rewrites it), then the checkpoint, the single source of
-        # truth, then what _resume derives from it (best weights of its own epoch, metrics.csv).
-        rundir.write_summary(run_dir, _progress_summary(summary, rows, best, "running", recorder))
-        scaler = s.precision.scaler.state_dict() if s.precision.scaler is not None else None
-        save_checkpoint(run_dir / rundir.CHECKPOINT, s.model, s.optimizer,
-                        {"epoch": epoch, "best": best, "rows": rows, "scaler": scaler, "device_type": s.device.type,
-                         "amp": s.precision.name,
-                         "scheduler": {"schedule": t["schedule"], "lr": lr}})
-        if improved:
-            save_weights(run_dir / rundir.BEST, s.model, {"epoch": str(epoch)})
-        rundir.write_metrics(run_dir, rows)
+        _commit_epoch(run_dir, s, rows, best, improved, _progress_summary(summary, rows, best, "running", recorder),
+                      t["schedule"])
         progress.epoch_end(row)
 
     summary = _progress_summary(summary, rows, best, "complete", recorder)
@@ -222,6 +185,59 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None,
     summary.update(callbacks("on_run_end", state))
     rundir.write_summary(run_dir, summary)
     return summary
+
+
+Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (x, y) -> (loss sum, correct)
+
+
+def _train_epoch(s: Prepared, state: TrainState, step: Step, callbacks: Callbacks, progress: Progress,
+                 timed_apart: bool) -> dict[str, Any]:
+    """One epoch of training steps, no host sync inside; its row's training columns (loss, accuracy, step counts,
+    timing).
+
+    ``timed_apart``: the first step compiles or captures, so it is timed on its own (``compile_seconds``) and
+    left out of ``images_per_second``."""
+    start, untimed, timing = time.perf_counter(), 0, {}
+    loss_sum = torch.zeros((), device=s.device)
+    correct = torch.zeros((), device=s.device, dtype=torch.long)
+    diverged = torch.zeros((), device=s.device, dtype=torch.long)
+    seen = steps = 0
+    for i, (x, y) in enumerate(s.loader.batches(seed=state.config["train"]["seed"] * 1_000_003 + state.epoch)):
+        batch_loss, batch_correct = step(x, y)
+        loss_sum += batch_loss
+        correct += batch_correct
+        seen += len(y)
+        steps += 1
+        count_diverged(diverged, batch_loss, len(y))
+        state.step += 1
+        state.loss = batch_loss / len(y)
+        callbacks("on_step_end", state)
+        progress.step(i + 1, loss_sum, correct, seen)
+        if timed_apart:
+            timed_apart, timing["compile_seconds"] = False, _seconds_since(start, s.device)
+            start, untimed = time.perf_counter(), seen
+    train_loss, train_acc = loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)
+    bad = int(diverged.item())
+    elapsed = time.perf_counter() - start
+    return {"train_loss": train_loss, "train_acc": train_acc, "steps": steps, "diverged_steps": bad,
+            "epoch_seconds": elapsed + timing.get("compile_seconds", 0.0),
+            "images_per_second": (seen - untimed) / elapsed, **timing}
+
+
+def _commit_epoch(run_dir: Path, s: Prepared, rows: list[dict[str, Any]], best: dict[str, Any] | None, improved: bool,
+                  summary: dict[str, Any], schedule: str) -> None:
+    """Save the epoch so that every kill is repairable: the summary first (it alone keeps the gradient-flow step
+    counts; a rerun of a lagging checkpoint rewrites it), then the checkpoint, the single source of truth, then
+    what ``_resume`` derives from it (best weights of its own epoch, metrics.csv)."""
+    epoch = rows[-1]["epoch"]
+    rundir.write_summary(run_dir, summary)
+    scaler = s.precision.scaler.state_dict() if s.precision.scaler is not None else None
+    save_checkpoint(run_dir / rundir.CHECKPOINT, s.model, s.optimizer,
+                    {"epoch": epoch, "best": best, "rows": rows, "scaler": scaler, "device_type": s.device.type,
+                     "amp": s.precision.name, "scheduler": {"schedule": schedule, "lr": rows[-1]["lr"]}})
+    if improved:
+        save_weights(run_dir / rundir.BEST, s.model, {"epoch": str(epoch)})
+    rundir.write_metrics(run_dir, rows)
 
 
 def _note(message: str) -> None:
