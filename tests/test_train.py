@@ -182,3 +182,18 @@ def test_a_diverging_arm_does_not_stop_the_others_and_the_run_exits_3(cli, tmp_p
     assert "error: arm 'diverges': loss became nan in epoch 1" in result.stdout
     assert result.stderr.strip().endswith("error: 1 of 2 arms diverged: diverges")
     assert (tmp_path / "runs" / "report.md").exists()
+
+
+def test_every_epoch_trains_in_training_mode_whatever_a_callback_left(tmp_path):
+    class EvalAfterEpoch:  # e.g. a callback that evaluates the model and forgets to switch back
+        modes: list[bool] = []
+
+        def on_step_end(self, state):
+            self.modes.append(state.model.training)
+
+        def on_epoch_end(self, state):
+            state.model.eval()
+            return {}
+
+    train(tiny_config(epochs=2), tmp_path / "run", extra_callbacks=[EvalAfterEpoch()])
+    assert EvalAfterEpoch.modes and all(EvalAfterEpoch.modes)

@@ -197,6 +197,7 @@ def _train_epoch(s: Prepared, state: TrainState, step: Step, callbacks: Callback
 
     ``timed_apart``: the first step compiles or captures, so it is timed on its own (``compile_seconds``) and
     left out of ``images_per_second``."""
+    s.model.train()
     start, untimed, timing = time.perf_counter(), 0, {}
     loss_sum = torch.zeros((), device=s.device)
     correct = torch.zeros((), device=s.device, dtype=torch.long)
