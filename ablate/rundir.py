@@ -26,7 +26,7 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from ablate.files import atomic_write_text, remove_temporaries
 from ablate.registry import AblateError
@@ -157,6 +157,18 @@ def write_signal(run_dir: Path, text: str) -> None:
 
 
 T = TypeVar("T")
+
+
+def check_whole(text: str, columns: Sequence[str], rows: int, of: str) -> None:
+    """``ValueError`` unless ``text`` is a tidy CSV as ablate writes it, whole: the ``columns`` header, a final
+    newline and ``rows`` rows (``of``: what makes them, for the message); a truncated or foreign file is not."""
+    if text.splitlines()[:1] != [",".join(columns)]:
+        raise ValueError("no header row")
+    if not text.endswith("\n"):
+        raise ValueError("it ends mid-line")
+    found = sum(1 for line in text.splitlines()[1:] if line)
+    if found != rows:
+        raise ValueError(f"{found} rows where {of} make {rows}")
 
 
 def load_table(run_dir: Path, name: str, parse: Callable[[str], T]) -> T | None:

@@ -144,20 +144,10 @@ def steps_per_round(args: argparse.Namespace, device: torch.device) -> int:
     a short round measures the machine's hiccups as much as the contenders."""
     if args.steps:
         return args.steps
-    model = fresh_model(args, device, channels_last=True)
-    optimizer = make_optimizer(model, ADAM, device)
-    x = torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(args.num_classes, (args.batch_size,), device=device)
-    seconds = []
-    for _ in range(4):  # the first step warms up
-        sync(device)
-        start = time.perf_counter()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync(device)
-        seconds.append(time.perf_counter() - start)
-    return max(MIN_STEPS, math.ceil(args.round_seconds / min(seconds[1:])))
+    probe = limit(args, synthetic(num_classes=args.num_classes, train_size=3 * args.batch_size, val_size=0,
+                                  test_size=0).train, device, args.amp)
+    probe()  # warms up
+    return max(MIN_STEPS, math.ceil(args.round_seconds * probe() / args.batch_size))
 
 
 def ablate(args: argparse.Namespace, split: Split, device: torch.device, amp: str, gradflow: bool = True) -> Epoch:

@@ -38,7 +38,7 @@ def test_rounds_last_long_enough_unless_steps_are_given():
     from argparse import Namespace
 
     args = Namespace(arch="vgg08", norm="bn", shortcut="identity", width=4, num_classes=5, batch_size=10, steps=0,
-                     round_seconds=0.001)
+                     round_seconds=0.001, amp="off", compile=None)
     device = compare.torch.device("cpu")
     assert compare.steps_per_round(args, device) == compare.MIN_STEPS  # never fewer than 50 steps
     args.round_seconds = 60.0

@@ -69,17 +69,9 @@ def parse_signal(text: str) -> SignalTable:
 
 
 def _complete(table: SignalTable, text: str) -> SignalTable:
-    """``table`` if ``text`` is whole: written by ``to_csv``, it ends with a newline and holds every statistic of
-    every position for each epoch in it; else ``ValueError`` (a truncated or foreign file)."""
-    if text.splitlines()[:1] != [",".join(COLUMNS)]:
-        raise ValueError("no header row")
-    if not text.endswith("\n"):
-        raise ValueError("it ends mid-line")
-    rows = sum(1 for line in text.splitlines()[1:] if line)
-    expected = len(table.epochs) * len(table.positions) * len(STATISTICS)
-    if rows != expected:
-        raise ValueError(f"{rows} rows where {len(table.epochs)} epochs of {len(table.positions)} positions "
-                         f"make {expected}")
+    """``table`` if ``text`` is whole: every statistic of every position for each epoch in it."""
+    rundir.check_whole(text, COLUMNS, len(table.epochs) * len(table.positions) * len(STATISTICS),
+                       f"{len(table.epochs)} epochs of {len(table.positions)} positions")
     return table
 
 

@@ -219,16 +219,9 @@ def parse_gradflow(text: str) -> GradFlowTable:
 
 
 def _complete(table: GradFlowTable, text: str) -> GradFlowTable:
-    """``table`` if ``text`` is whole: written by ``to_csv``, it ends with a newline and holds every statistic and
-    aggregate of every layer for each epoch in it; else ``ValueError`` (a truncated or foreign file)."""
-    if text.splitlines()[:1] != [",".join(COLUMNS)]:
-        raise ValueError("no header row")
-    if not text.endswith("\n"):
-        raise ValueError("it ends mid-line")
-    rows = sum(1 for line in text.splitlines()[1:] if line)
-    expected = len(table.epochs) * len(STATISTICS) * len(AGGREGATES) * len(table.layers)
-    if rows != expected:
-        raise ValueError(f"{rows} rows where {len(table.epochs)} epochs of {len(table.layers)} layers make {expected}")
+    """``table`` if ``text`` is whole: every statistic and aggregate of every layer for each epoch in it."""
+    rundir.check_whole(text, COLUMNS, len(table.epochs) * len(STATISTICS) * len(AGGREGATES) * len(table.layers),
+                       f"{len(table.epochs)} epochs of {len(table.layers)} layers")
     return table
 
 
