@@ -342,14 +342,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=0,
                         help=f"training steps per round (0: enough for --round-seconds, at least {MIN_STEPS})")
-    parser.add_argument("--round-seconds", type=float, default=10.0,
-                        help="with --steps 0: how long a round of the limit should last")
+    parser.add_argument("--round-seconds", type=float, default=None,
+                        help="with --steps 0: how long a round of the limit should last (default 10)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
     parser.add_argument("--compile", default=None, help="torch.compile mode for every contender's model")
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
     args = parser.parse_args()
+    if args.steps and args.round_seconds is not None:
+        raise SystemExit(f"--round-seconds {args.round_seconds:g} cannot apply with --steps {args.steps}: give one of them")
+    args.round_seconds = 10.0 if args.round_seconds is None else args.round_seconds
 
     device = pick_device(args.device)
     threads = configure_cpu(0) if device.type == "cpu" else None

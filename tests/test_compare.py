@@ -77,3 +77,10 @@ def test_a_baseline_that_is_no_contender_is_one_line(tmp_path):
                              "--baseline", "lightning"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--baseline 'lightning' is not one of --contenders: limit, ablate" in result.stderr
+
+
+def test_round_seconds_with_steps_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--steps", "5",
+                             "--round-seconds", "3"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "--round-seconds 3 cannot apply with --steps 5: give one of them"
